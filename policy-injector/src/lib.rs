@@ -1,1 +1,309 @@
-pub fn placeholder() {}
+//! agentbox's node-side policy engine.
+//!
+//! [`apply`] rewrites a container's final OCI runtime spec (`config.json`) under a
+//! [`Policy`]: it refuses host namespaces and unmanaged host mounts (sensitive),
+//! removes runtime sockets, hooks, runtime-control annotations, host devices and
+//! extra capabilities, restores `/proc` and `/sys` masking, and strips secrets
+//! from the environment. Every change is recorded in a [`Report`] that names
+//! rules, env var names and mount destinations, never a value.
+//!
+//! The spec is handled as a `serde_json::Value` throughout, so every field the
+//! rules do not touch (vendor extensions, unknown fields) passes through as is.
+//! See `docs/policy.md` for the rule reference.
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+mod annotations;
+mod caps;
+mod config;
+mod env;
+mod glob;
+mod input;
+mod linux;
+mod mounts;
+mod namespaces;
+mod paths;
+mod report;
+
+pub use annotations::Phase;
+pub use caps::ALLOWED_CAPS;
+pub use config::ConfigError;
+pub use env::{secret_name, secret_value_kind};
+pub use input::{InputError, MAX_DEPTH, MAX_INPUT_BYTES};
+pub use linux::{MASKED_PATHS, READONLY_PATHS, SAFE_SYSCTLS};
+pub use paths::{BUILTIN_MANAGED_ROOTS, BUILTIN_SOCKETS};
+pub use report::{Change, Decision, Report};
+
+use glob::NameGlob;
+use paths::PathPattern;
+use report::{Recorder, Refusal};
+
+/// A built-in policy profile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// Host bind mounts not managed by the kubelet/containerd are forced read-only.
+    Standard,
+    /// Such mounts refuse the container; host sockets and the service-account
+    /// token (agent phase) are removed. The default.
+    Sensitive,
+}
+
+impl Profile {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Standard => "standard",
+            Profile::Sensitive => "sensitive",
+        }
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Error for an unknown profile name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown profile {0:?} (expected \"standard\" or \"sensitive\")")]
+pub struct ParseProfileError(String);
+
+impl FromStr for Profile {
+    type Err = ParseProfileError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "standard" => Ok(Profile::Standard),
+            "sensitive" => Ok(Profile::Sensitive),
+            other => Err(ParseProfileError(other.to_string())),
+        }
+    }
+}
+
+/// A mount agentbox always adds (read-only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Inject {
+    pub source: String,
+    pub destination: String,
+    pub source_norm: String,
+    pub dest_norm: String,
+}
+
+/// A compiled, validated policy: a profile plus the config's additions.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub(crate) profile: Profile,
+    pub(crate) readonly: Vec<String>,
+    pub(crate) inject: Vec<Inject>,
+    pub(crate) sockets: Vec<PathPattern>,
+    pub(crate) managed_roots: Vec<String>,
+    pub(crate) env_strip: Vec<NameGlob>,
+    pub(crate) env_allow: Vec<NameGlob>,
+    pub(crate) setup_containers: bool,
+    pub(crate) kata_allow: Vec<String>,
+    pub(crate) sa_allow_agent: Option<bool>,
+}
+
+impl Policy {
+    /// A built-in profile with no config additions.
+    pub fn from_profile(p: Profile) -> Policy {
+        Policy {
+            profile: p,
+            readonly: Vec::new(),
+            inject: Vec::new(),
+            sockets: config::builtin_sockets(),
+            managed_roots: BUILTIN_MANAGED_ROOTS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            env_strip: Vec::new(),
+            env_allow: Vec::new(),
+            setup_containers: true,
+            kata_allow: Vec::new(),
+            sa_allow_agent: None,
+        }
+    }
+
+    /// Parse and validate a TOML config (see `docs/policy.md`). The shim's own
+    /// top-level tables (`[runtime]`, `[audit]`, `[network]`, `[lifetime]`) are
+    /// ignored; any other unknown key is an error naming it.
+    pub fn from_toml_str(s: &str) -> Result<Policy, ConfigError> {
+        config::from_toml_str(s)
+    }
+
+    /// [`Policy::from_toml_str`] on a file's contents.
+    pub fn from_file(path: &Path) -> Result<Policy, ConfigError> {
+        config::from_file(path)
+    }
+
+    /// The node profile (before any annotation tightening).
+    pub fn profile(&self) -> Profile {
+        self.profile
+    }
+}
+
+/// Host lookups, behind a seam so tests need no real files.
+pub trait HostFs: Send + Sync {
+    /// canonical path of `path` on the host with symlinks resolved, None if it does not exist
+    fn canonicalize(&self, path: &str) -> Option<String>;
+    /// true if `path` exists on the host and is a unix socket
+    fn is_socket(&self, path: &str) -> bool;
+}
+
+/// The real host filesystem.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RealHostFs;
+
+impl HostFs for RealHostFs {
+    fn canonicalize(&self, path: &str) -> Option<String> {
+        std::fs::canonicalize(path)
+            .ok()
+            .and_then(|p| p.to_str().map(str::to_string))
+    }
+
+    fn is_socket(&self, path: &str) -> bool {
+        use std::os::unix::fs::FileTypeExt;
+        std::fs::metadata(path)
+            .map(|m| m.file_type().is_socket())
+            .unwrap_or(false)
+    }
+}
+
+/// A host where nothing exists: pure lexical checks.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoHostFs;
+
+impl HostFs for NoHostFs {
+    fn canonicalize(&self, _path: &str) -> Option<String> {
+        None
+    }
+    fn is_socket(&self, _path: &str) -> bool {
+        false
+    }
+}
+
+fn make_report(
+    profile: Profile,
+    phase: Phase,
+    reason: Option<String>,
+    changes: Vec<Change>,
+) -> Report {
+    Report {
+        decision: if reason.is_some() {
+            "rejected"
+        } else {
+            "allowed"
+        }
+        .to_string(),
+        profile: profile.to_string(),
+        reason,
+        phase: phase.as_str().to_string(),
+        changes,
+    }
+}
+
+fn rejected(profile: Profile, phase: Phase, mut rec: Recorder, r: Refusal) -> Decision {
+    tracing::info!(rule = r.rule, target = %r.target, "policy refused the container");
+    rec.push(r.rule, r.target, "rejected");
+    Decision::Rejected {
+        reason: r.reason.clone(),
+        report: make_report(profile, phase, Some(r.reason), rec.changes),
+    }
+}
+
+/// Rewrite a full OCI runtime spec (config.json bytes). Err only for malformed input.
+pub fn apply(policy: &Policy, spec: &[u8], host: &dyn HostFs) -> Result<Decision, InputError> {
+    let v = input::parse(spec)?;
+    input::validate_spec(&v)?;
+    Ok(run_spec(policy, v, host))
+}
+
+/// Same on an already-parsed value. A value that fails the input checks (types,
+/// depth, NUL bytes) is rejected with a `malformed spec: …` reason.
+pub fn apply_value(policy: &Policy, spec: Value, host: &dyn HostFs) -> Decision {
+    if let Err(e) = input::check_tree(&spec).and_then(|_| input::validate_spec(&spec)) {
+        return rejected(
+            policy.profile,
+            Phase::Agent,
+            Recorder::default(),
+            Refusal::new("input.malformed", "spec", format!("malformed spec: {e}")),
+        );
+    }
+    run_spec(policy, spec, host)
+}
+
+fn run_spec(policy: &Policy, mut spec: Value, host: &dyn HostFs) -> Decision {
+    let mut rec = Recorder::default();
+    let Value::Object(root) = &mut spec else {
+        unreachable!("validate_spec checked the root is an object")
+    };
+    let eff =
+        match annotations::effective(policy, root.get("annotations").and_then(Value::as_object)) {
+            Ok(e) => e,
+            Err(r) => return rejected(policy.profile, Phase::Agent, rec, r),
+        };
+    let (profile, phase) = (eff.profile, eff.phase);
+
+    if let Err(r) = namespaces::check(root) {
+        return rejected(profile, phase, rec, r);
+    }
+    if let Some(Value::Object(p)) = root.get("process") {
+        if let Err(r) = namespaces::check_cwd(p) {
+            return rejected(profile, phase, rec, r);
+        }
+    }
+    annotations::strip_hooks(root, &mut rec);
+    if let Some(Value::Object(ann)) = root.get_mut("annotations") {
+        annotations::strip_runtime_control(policy, ann, &mut rec);
+    }
+    if let Some(Value::Object(p)) = root.get_mut("process") {
+        caps::apply(p, &mut rec);
+    }
+    if let Some(Value::Object(l)) = root.get_mut("linux") {
+        linux::apply(l, &mut rec);
+    }
+    if let Err(r) = mounts::apply(policy, &eff, root, host, &mut rec) {
+        return rejected(profile, phase, rec, r);
+    }
+    if let Some(Value::Object(p)) = root.get_mut("process") {
+        env::apply(policy, &eff, p, &mut rec);
+    }
+    Decision::Allowed {
+        spec,
+        report: make_report(profile, phase, None, rec.changes),
+    }
+}
+
+/// Rules for an Exec'd process (OCI `process` object JSON, as containerd passes in ExecProcessRequest.spec):
+/// env secret stripping (unless the container is setup phase), capability reduction, noNewPrivileges,
+/// cwd under /proc refused. `container_annotations` are the annotations of the container's (already rewritten) spec.
+pub fn apply_process(
+    policy: &Policy,
+    process: &[u8],
+    container_annotations: &Map<String, Value>,
+) -> Result<Decision, InputError> {
+    let mut v = input::parse(process)?;
+    input::validate_process(&v, "the process")?;
+    let mut rec = Recorder::default();
+    let eff = match annotations::effective(policy, Some(container_annotations)) {
+        Ok(e) => e,
+        Err(r) => return Ok(rejected(policy.profile, Phase::Agent, rec, r)),
+    };
+    let Value::Object(p) = &mut v else {
+        unreachable!("validate_process checked the process is an object")
+    };
+    if let Err(r) = namespaces::check_cwd(p) {
+        return Ok(rejected(eff.profile, eff.phase, rec, r));
+    }
+    caps::apply(p, &mut rec);
+    env::apply(policy, &eff, p, &mut rec);
+    Ok(Decision::Allowed {
+        spec: v,
+        report: make_report(eff.profile, eff.phase, None, rec.changes),
+    })
+}

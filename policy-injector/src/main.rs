@@ -1,1 +1,202 @@
-fn main() {}
+//! `agentbox-policy`: apply, explain or check the agentbox policy on an OCI spec.
+//!
+//! Exit codes: 0 allowed, 2 refused by the policy, 1 unreadable or malformed input
+//! (or a usage/config error). Nothing is printed on stdout unless allowed (apply)
+//! or explaining.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use agentbox_policy::{
+    apply, Decision, HostFs, NoHostFs, Policy, Profile, RealHostFs, Report, MAX_INPUT_BYTES,
+};
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "agentbox-policy",
+    version,
+    about = "agentbox's node-side OCI spec policy"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Rewrite SPEC and print it as JSON (exit 0), or refuse it (exit 2).
+    Apply(Common),
+    /// Print the decisions for a person to read.
+    Explain(Common),
+    /// Exit 0 if SPEC is allowed, 2 if refused; print no spec.
+    Check(Common),
+}
+
+#[derive(Args, Debug)]
+struct Common {
+    /// Built-in profile (default: sensitive).
+    #[arg(long, value_name = "standard|sensitive", conflicts_with = "config")]
+    profile: Option<Profile>,
+    /// Policy config file (TOML).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Write the decision report as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Do not look at the host filesystem (no symlink resolution, no socket checks).
+    #[arg(long)]
+    no_host: bool,
+    /// Pretty-print the rewritten spec.
+    #[arg(long)]
+    pretty: bool,
+    /// The OCI config.json ("-" for stdin).
+    #[arg(value_name = "SPEC")]
+    spec: PathBuf,
+}
+
+enum Outcome {
+    Allowed,
+    Rejected,
+}
+
+fn main() -> ExitCode {
+    init_tracing();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match run(cli) {
+        Ok(Outcome::Allowed) => ExitCode::SUCCESS,
+        Ok(Outcome::Rejected) => ExitCode::from(2),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = std::env::var("AGENTBOX_LOG").unwrap_or_else(|_| "off".to_string());
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(filter)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off")),
+        )
+        .try_init();
+}
+
+fn read_spec(path: &Path) -> Result<Vec<u8>> {
+    let limit = MAX_INPUT_BYTES as u64 + 1;
+    let mut buf = Vec::new();
+    if path.as_os_str() == "-" {
+        std::io::stdin()
+            .take(limit)
+            .read_to_end(&mut buf)
+            .context("cannot read the spec from stdin")?;
+    } else {
+        std::fs::File::open(path)
+            .and_then(|f| f.take(limit).read_to_end(&mut buf))
+            .with_context(|| format!("cannot read spec {}", path.display()))?;
+    }
+    Ok(buf)
+}
+
+fn load_policy(c: &Common) -> Result<Policy> {
+    Ok(match (&c.config, c.profile) {
+        (Some(path), _) => Policy::from_file(path)?,
+        (None, Some(p)) => Policy::from_profile(p),
+        (None, None) => Policy::from_profile(Profile::Sensitive),
+    })
+}
+
+fn write_report(path: &Path, report: &Report) -> Result<()> {
+    let mut s = serde_json::to_string_pretty(report)?;
+    s.push('\n');
+    std::fs::write(path, s).with_context(|| format!("cannot write report {}", path.display()))
+}
+
+fn run(cli: Cli) -> Result<Outcome> {
+    let (mode, c) = match cli.cmd {
+        Cmd::Apply(c) => ("apply", c),
+        Cmd::Explain(c) => ("explain", c),
+        Cmd::Check(c) => ("check", c),
+    };
+    let policy = load_policy(&c)?;
+    let bytes = read_spec(&c.spec)?;
+    let host: &dyn HostFs = if c.no_host { &NoHostFs } else { &RealHostFs };
+    let decision = apply(&policy, &bytes, host)
+        .with_context(|| format!("cannot apply the policy to {}", c.spec.display()))?;
+    if let Some(r) = &c.report {
+        write_report(r, decision.report())?;
+    }
+    match mode {
+        "explain" => {
+            explain(decision.report())?;
+            Ok(outcome(&decision))
+        }
+        _ => match decision {
+            Decision::Allowed { spec, .. } => {
+                if mode == "apply" {
+                    let mut out = if c.pretty {
+                        serde_json::to_vec_pretty(&spec)?
+                    } else {
+                        serde_json::to_vec(&spec)?
+                    };
+                    out.push(b'\n');
+                    let mut stdout = std::io::stdout().lock();
+                    stdout.write_all(&out).context("cannot write to stdout")?;
+                    stdout.flush().context("cannot write to stdout")?;
+                }
+                Ok(Outcome::Allowed)
+            }
+            Decision::Rejected { reason, .. } => {
+                eprintln!("rejected: {reason}");
+                Ok(Outcome::Rejected)
+            }
+        },
+    }
+}
+
+fn outcome(d: &Decision) -> Outcome {
+    if d.is_allowed() {
+        Outcome::Allowed
+    } else {
+        Outcome::Rejected
+    }
+}
+
+fn explain(r: &Report) -> Result<()> {
+    let mut out = String::new();
+    out.push_str(&format!("profile {}, phase {}\n", r.profile, r.phase));
+    for ch in &r.changes {
+        out.push_str(&format!(
+            "  {:<16} {:<28} {}\n",
+            ch.action, ch.rule, ch.target
+        ));
+    }
+    let n = r.changes.iter().filter(|c| c.action != "rejected").count();
+    match &r.reason {
+        None if n == 0 => out.push_str("allowed: no changes\n"),
+        None => out.push_str(&format!(
+            "allowed: {n} change{}\n",
+            if n == 1 { "" } else { "s" }
+        )),
+        Some(reason) => out.push_str(&format!("rejected: {reason}\n")),
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(out.as_bytes())
+        .context("cannot write to stdout")?;
+    Ok(())
+}

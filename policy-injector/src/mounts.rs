@@ -1,0 +1,251 @@
+//! Mount rules: runtime sockets, host `/proc`, host sockets, the service-account
+//! token, unmanaged host binds, read-only destinations, injected mounts.
+
+use serde_json::{json, Map, Value};
+
+use crate::annotations::{Effective, Phase};
+use crate::paths::{alias, is_under, lexical_forms, normalize, SERVICEACCOUNT_DESTS};
+use crate::report::{Recorder, Refusal};
+use crate::{HostFs, Inject, Policy, Profile};
+
+/// Mount types that are not host mounts (their source names nothing on the host).
+pub const PSEUDO_FS: &[&str] = &[
+    "proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2", "shm", "ramfs",
+];
+
+/// Options of an injected mount.
+pub const INJECT_OPTIONS: &[&str] = &["rbind", "ro", "nosuid", "nodev"];
+
+fn options(m: &Map<String, Value>) -> impl Iterator<Item = &str> {
+    m.get("options")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+}
+
+/// Is this a bind mount (of a host path)?
+pub fn is_bind(m: &Map<String, Value>) -> bool {
+    m.get("type").and_then(Value::as_str) == Some("bind")
+        || options(m).any(|o| o == "bind" || o == "rbind")
+}
+
+fn is_ro(m: &Map<String, Value>) -> bool {
+    options(m).any(|o| o == "ro") && !options(m).any(|o| o == "rw")
+}
+
+/// Make a mount read-only; `true` if it changed.
+fn force_ro(m: &mut Map<String, Value>) -> bool {
+    if is_ro(m) {
+        return false;
+    }
+    let opts = m
+        .entry("options".to_string())
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if let Value::Array(a) = opts {
+        a.retain(|o| o.as_str() != Some("rw"));
+        if !a.iter().any(|o| o.as_str() == Some("ro")) {
+            a.push(Value::String("ro".to_string()));
+        }
+    }
+    true
+}
+
+fn inject_value(i: &Inject) -> Value {
+    json!({
+        "destination": i.destination,
+        "type": "bind",
+        "source": i.source,
+        "options": INJECT_OPTIONS,
+    })
+}
+
+fn dest_norm(dest: &str) -> String {
+    if dest.starts_with('/') {
+        normalize(dest).unwrap_or_default()
+    } else {
+        normalize(&format!("/{dest}")).unwrap_or_default()
+    }
+}
+
+fn looks_like_socket(path: &str) -> bool {
+    let last = path.rsplit('/').next().unwrap_or("");
+    last.ends_with(".sock") || last.ends_with(".socket") || last.ends_with("-sock")
+}
+
+enum Fate {
+    Keep,
+    Drop(&'static str),
+}
+
+pub(crate) fn apply(
+    policy: &Policy,
+    eff: &Effective,
+    root: &mut Map<String, Value>,
+    host: &dyn HostFs,
+    rec: &mut Recorder,
+) -> Result<(), Refusal> {
+    let sensitive = eff.profile == Profile::Sensitive;
+    let sa_allowed = eff.phase == Phase::Setup
+        || policy
+            .sa_allow_agent
+            .unwrap_or(eff.profile == Profile::Standard);
+
+    if !root.contains_key("mounts") && policy.inject.is_empty() {
+        return Ok(());
+    }
+    let mounts = root
+        .entry("mounts".to_string())
+        .or_insert_with(|| Value::Array(Vec::new()));
+    let Value::Array(mounts) = mounts else {
+        return Ok(());
+    };
+    let old = std::mem::take(mounts);
+    let mut out: Vec<Value> = Vec::with_capacity(old.len() + policy.inject.len());
+    let mut injected_seen = vec![false; policy.inject.len()];
+
+    for mut mv in old {
+        let Value::Object(m) = &mut mv else {
+            out.push(mv);
+            continue;
+        };
+        let dest = m
+            .get("destination")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let dnorm = dest_norm(&dest);
+
+        // agentbox's own injected mounts: replaced in place by the canonical form.
+        if let Some(j) = policy.inject.iter().position(|i| i.dest_norm == dnorm) {
+            let want = inject_value(&policy.inject[j]);
+            if injected_seen[j] {
+                rec.push("mounts.inject", dest.as_str(), "removed");
+                continue;
+            }
+            injected_seen[j] = true;
+            if mv != want {
+                rec.push("mounts.inject", dest.as_str(), "replaced");
+            }
+            out.push(want);
+            continue;
+        }
+
+        let fate = mount_fate(policy, sensitive, sa_allowed, m, &dest, &dnorm, host)?;
+        if let Fate::Drop(rule) = fate {
+            rec.push(rule, dest.as_str(), "removed");
+            continue;
+        }
+
+        // Read-only forcing, first matching rule reported.
+        let bind = is_bind(m);
+        if bind && !managed(policy, m, host) && !sensitive && force_ro(m) {
+            rec.push("mounts.unmanaged-host", dest.as_str(), "forced-readonly");
+        }
+        if policy
+            .readonly
+            .iter()
+            .chain(eff.readonly.iter())
+            .any(|r| is_under(&dnorm, r))
+            && force_ro(m)
+        {
+            rec.push("mounts.readonly", dest.as_str(), "forced-readonly");
+        }
+        if is_under(&dnorm, "/sys") && force_ro(m) {
+            rec.push("mounts.sys-readonly", dest.as_str(), "forced-readonly");
+        }
+        out.push(mv);
+    }
+
+    for (j, seen) in injected_seen.iter().enumerate() {
+        if !seen {
+            let i = &policy.inject[j];
+            out.push(inject_value(i));
+            rec.push("mounts.inject", i.destination.as_str(), "injected");
+        }
+    }
+    *mounts = out;
+    Ok(())
+}
+
+/// The source forms to check: lexical forms, plus the host's canonical path.
+fn source_forms(src: &str, host: &dyn HostFs) -> (Vec<String>, Option<String>) {
+    let forms = lexical_forms(src);
+    let canon = host
+        .canonicalize(src)
+        .and_then(|c| normalize(&c))
+        .map(|c| alias(&c));
+    (forms, canon)
+}
+
+fn managed(policy: &Policy, m: &Map<String, Value>, host: &dyn HostFs) -> bool {
+    let src = m.get("source").and_then(Value::as_str).unwrap_or("");
+    let (forms, canon) = source_forms(src, host);
+    let under = |p: &str| policy.managed_roots.iter().any(|r| is_under(p, r));
+    match canon {
+        Some(c) => under(&c),
+        None => !forms.is_empty() && forms.iter().all(|f| under(f)),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn mount_fate(
+    policy: &Policy,
+    sensitive: bool,
+    sa_allowed: bool,
+    m: &Map<String, Value>,
+    dest: &str,
+    dnorm: &str,
+    host: &dyn HostFs,
+) -> Result<Fate, Refusal> {
+    let dalias = alias(dnorm);
+    if policy.sockets.iter().any(|s| s.is_exactly(&dalias)) {
+        return Ok(Fate::Drop("mounts.socket-destination"));
+    }
+    if !sa_allowed
+        && SERVICEACCOUNT_DESTS
+            .iter()
+            .any(|sa| is_under(dnorm, sa) || is_under(&dalias, sa))
+    {
+        return Ok(Fate::Drop("mounts.serviceaccount"));
+    }
+    let ty = m.get("type").and_then(Value::as_str).unwrap_or("");
+    if !is_bind(m) {
+        if ty.is_empty() || ty == "none" || PSEUDO_FS.contains(&ty) {
+            return Ok(Fate::Keep);
+        }
+        return Err(Refusal::new(
+            "mounts.fs-type",
+            dest,
+            format!("a {ty:?} filesystem mount at {dest} is not allowed (only binds and pseudo filesystems)"),
+        ));
+    }
+    let src = m.get("source").and_then(Value::as_str).unwrap_or("");
+    if !src.starts_with('/') {
+        return Ok(Fate::Drop("mounts.relative-source"));
+    }
+    let (forms, canon) = source_forms(src, host);
+    let all = forms.iter().chain(canon.iter());
+    if all.clone().any(|f| is_under(f, "/proc")) {
+        return Ok(Fate::Drop("mounts.host-proc"));
+    }
+    if all
+        .clone()
+        .any(|f| policy.sockets.iter().any(|s| s.reaches(f)))
+    {
+        return Ok(Fate::Drop("mounts.runtime-socket"));
+    }
+    if sensitive && (host.is_socket(src) || all.clone().any(|f| looks_like_socket(f))) {
+        return Ok(Fate::Drop("mounts.host-socket"));
+    }
+    if sensitive && !managed(policy, m, host) {
+        return Err(Refusal::new(
+            "mounts.unmanaged-host",
+            dest,
+            format!(
+                "host bind mount of {src:?} at {dest} is not allowed under the sensitive profile (its source is not managed by the kubelet or containerd)"
+            ),
+        ));
+    }
+    Ok(Fate::Keep)
+}

@@ -1,0 +1,99 @@
+//! The decision and its report. A report names rules, env var names and mount
+//! destinations; it never carries a value.
+
+use serde::{Deserialize, Serialize};
+
+/// One rewrite (or the refusal) made by a rule.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// Stable rule id, e.g. `env.secret-name`.
+    pub rule: String,
+    /// What it applied to: env var name, mount destination, capability, path…
+    pub target: String,
+    /// `removed`, `forced-readonly`, `injected`, `replaced`, `set`, `rejected`.
+    pub action: String,
+}
+
+/// The decision report, serialised by `--report` and the shim's audit log.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Report {
+    /// `allowed` or `rejected`.
+    pub decision: String,
+    /// The effective profile (after `agentbox.dev/profile` tightening).
+    pub profile: String,
+    /// Why the container was refused.
+    pub reason: Option<String>,
+    /// `agent` or `setup`.
+    pub phase: String,
+    /// Every change, in the order the rules ran. On a refusal: the changes made
+    /// before it and a last entry with action `rejected` naming the rule.
+    pub changes: Vec<Change>,
+}
+
+/// The outcome of applying a policy.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    /// Run this (rewritten) spec or process.
+    Allowed {
+        spec: serde_json::Value,
+        report: Report,
+    },
+    /// Do not run the container or process.
+    Rejected { reason: String, report: Report },
+}
+
+impl Decision {
+    pub fn report(&self) -> &Report {
+        match self {
+            Decision::Allowed { report, .. } | Decision::Rejected { report, .. } => report,
+        }
+    }
+
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Decision::Allowed { .. })
+    }
+
+    /// The rewritten spec when allowed.
+    pub fn spec(&self) -> Option<&serde_json::Value> {
+        match self {
+            Decision::Allowed { spec, .. } => Some(spec),
+            Decision::Rejected { .. } => None,
+        }
+    }
+}
+
+/// Collects changes while the rules run.
+#[derive(Debug, Default)]
+pub(crate) struct Recorder {
+    pub changes: Vec<Change>,
+}
+
+impl Recorder {
+    pub fn push(&mut self, rule: &str, target: impl Into<String>, action: &str) {
+        let target = target.into();
+        tracing::debug!(rule, target = %target, action, "policy change");
+        self.changes.push(Change {
+            rule: rule.to_string(),
+            target,
+            action: action.to_string(),
+        });
+    }
+}
+
+/// A refusal raised by a rule: its id, the target, and the sentence.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub rule: &'static str,
+    pub target: String,
+    pub reason: String,
+}
+
+impl Refusal {
+    pub fn new(rule: &'static str, target: impl Into<String>, reason: impl Into<String>) -> Self {
+        Refusal {
+            rule,
+            target: target.into(),
+            reason: reason.into(),
+        }
+    }
+}
