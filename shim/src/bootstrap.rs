@@ -1,0 +1,396 @@
+//! The shim binary's entry: containerd's `start`, `delete` and `-info`
+//! actions, and the long-running daemon that serves the Task API.
+//!
+//! Compatibility (see the README's version table):
+//! - containerd 1.6/1.7/2.0–2.2 ("legacy" start): flags, `TTRPC_ADDRESS`/
+//!   `GRPC_ADDRESS` in the environment, runtime options on stdin; the reply is
+//!   the plain socket address, which every version reads as task API v2.
+//! - containerd 2.3+ ("bootstrap" start): `BootstrapParams` on stdin, a
+//!   `BootstrapResult` on stdout.
+//!   The daemon registers the Task service under both `containerd.task.v2.Task`
+//!   and `containerd.task.v3.Task` (the messages are identical).
+
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use containerd_shim::Flags;
+use containerd_shim_protos::bootstrap_api::{BootstrapParams, BootstrapResult};
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
+use containerd_shim_protos::protobuf::Message;
+use containerd_shim_protos::shim_async::{create_task, Task};
+use containerd_shim_protos::ttrpc::r#async::transport::Listener;
+use containerd_shim_protos::ttrpc::r#async::Server;
+use tokio::sync::Notify;
+
+use crate::config::{Backend, Config, DEFAULT_CONFIG_PATH};
+use crate::options;
+use crate::reaper::Reaper;
+use crate::task::{BundleState, Daemon, RunscTask, STATE_FILE};
+
+/// Environment variable carrying the config path from `start` to the daemon.
+pub const CONFIG_ENV: &str = "AGENTBOX_CONFIG";
+/// The listener is handed from `start` to the daemon as this descriptor.
+const LISTEN_FD: i32 = 3;
+const MAX_STDIN: u64 = 10 << 20;
+pub const RUNTIME_ID: &str = "io.containerd.agentbox.v1";
+
+/// How containerd called `start`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StartInput {
+    Legacy { options: Option<Any> },
+    Bootstrap(Box<BootstrapParams>),
+}
+
+/// Tell the two start protocols apart. A legacy runtime-options `Any` also
+/// decodes as `BootstrapParams` (type URL and value land in the first two
+/// fields), so only params naming this very instance count as bootstrap.
+pub fn classify_start_input(input: &[u8], flags: &Flags) -> StartInput {
+    if input.is_empty() {
+        return StartInput::Legacy { options: None };
+    }
+    if let Ok(p) = BootstrapParams::parse_from_bytes(input) {
+        if !p.instance_id.is_empty() && p.instance_id == flags.id && p.namespace == flags.namespace {
+            return StartInput::Bootstrap(Box::new(p));
+        }
+    }
+    let options = Any::parse_from_bytes(input).ok().filter(|a| !a.type_url.is_empty());
+    StartInput::Legacy { options }
+}
+
+/// The pod group a container belongs to: its CRI sandbox, or itself.
+pub fn grouping(spec: &serde_json::Value, id: &str) -> String {
+    spec.pointer("/annotations/io.kubernetes.cri.sandbox-id")
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+        .unwrap_or(id)
+        .to_string()
+}
+
+fn read_stdin() -> Vec<u8> {
+    let mut buf = Vec::new();
+    if nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
+        return buf;
+    }
+    let _ = std::io::stdin().lock().take(MAX_STDIN).read_to_end(&mut buf);
+    buf
+}
+
+fn socket_path(address: &str) -> &str {
+    address.strip_prefix("unix://").unwrap_or(address)
+}
+
+/// containerd's `start`: find or spawn the daemon for the pod group and print its address.
+pub fn start(flags: &Flags) -> Result<()> {
+    let input = read_stdin();
+    let start_input = classify_start_input(&input, flags);
+    let (options_any, grpc_address, ttrpc_address, socket_dir, bootstrap) = match &start_input {
+        StartInput::Legacy { options } => (
+            options.clone(),
+            if flags.address.is_empty() {
+                std::env::var("GRPC_ADDRESS").unwrap_or_default()
+            } else {
+                flags.address.clone()
+            },
+            std::env::var("TTRPC_ADDRESS").unwrap_or_default(),
+            None,
+            false,
+        ),
+        StartInput::Bootstrap(p) => (
+            p.extensions
+                .iter()
+                .filter_map(|e| e.value.as_ref().cloned())
+                .find(options::is_runtime_options),
+            p.containerd_grpc_address.clone(),
+            p.containerd_ttrpc_address.clone(),
+            p.socket_dir.clone().filter(|d| !d.is_empty()),
+            true,
+        ),
+    };
+    if ttrpc_address.is_empty() {
+        bail!("containerd passed no TTRPC address; cannot publish events");
+    }
+    let config_path = match options_any.as_ref().map(options::from_any) {
+        Some(Ok(Some(o))) => o.config_path.map(PathBuf::from),
+        Some(Err(e)) => bail!("agentbox cannot read the runtime options: {e}"),
+        _ => None,
+    };
+    // Fail early and clearly if the config is unusable: nothing will run under it.
+    let cfg_path = config_path.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+    let cfg = Config::load(&cfg_path)?;
+
+    let bundle = std::env::current_dir().context("cannot read the bundle folder")?;
+    let spec: serde_json::Value = std::fs::read(bundle.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    let group = grouping(&spec, &flags.id);
+    let address = match &socket_dir {
+        Some(dir) => format!(
+            "unix://{}/{}",
+            dir.trim_end_matches('/'),
+            containerd_shim::socket_address(&grpc_address, &flags.namespace, &group)
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+        ),
+        None => containerd_shim::socket_address(&grpc_address, &flags.namespace, &group),
+    };
+    let path = socket_path(&address).to_string();
+
+    let reused = std::os::unix::net::UnixStream::connect(&path).is_ok();
+    if !reused {
+        if let Some(dir) = Path::new(&path).parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).with_context(|| format!("cannot listen on {path}"))?;
+        spawn_daemon(flags, &grpc_address, &ttrpc_address, &path, config_path.as_deref(), listener)?;
+    }
+    std::fs::write(bundle.join("address"), &address).context("cannot write the address file")?;
+    tracing::debug!(%address, reused, backend = ?cfg.runtime.backend, "start");
+
+    let mut out = std::io::stdout().lock();
+    if bootstrap {
+        let r = BootstrapResult {
+            version: 3,
+            address: address.clone(),
+            protocol: "ttrpc".into(),
+            ..Default::default()
+        };
+        out.write_all(&r.write_to_bytes()?)?;
+    } else {
+        out.write_all(address.as_bytes())?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn spawn_daemon(
+    flags: &Flags,
+    grpc_address: &str,
+    ttrpc_address: &str,
+    socket: &str,
+    config: Option<&Path>,
+    listener: UnixListener,
+) -> Result<()> {
+    let exe = std::env::current_exe().context("cannot find the shim binary")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["-namespace", &flags.namespace, "-id", &flags.id, "-address", grpc_address, "-socket", socket]);
+    if flags.debug {
+        cmd.arg("-debug");
+    }
+    cmd.env("TTRPC_ADDRESS", ttrpc_address);
+    cmd.env("GRPC_ADDRESS", grpc_address);
+    match config {
+        Some(p) => cmd.env(CONFIG_ENV, p),
+        None => cmd.env_remove(CONFIG_ENV),
+    };
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let fd = listener.into_raw_fd();
+    // SAFETY: between fork and exec only async-signal-safe calls: setsid and dup2.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::libc::setsid();
+            if nix::libc::dup2(fd, LISTEN_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().context("cannot start the agentbox daemon")?;
+    // SAFETY: we own `fd` (from into_raw_fd) and the child has its own copy.
+    drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    std::fs::write("shim.pid", child.id().to_string()).ok();
+    Ok(())
+}
+
+/// containerd's `delete`: clean up after a daemon that is gone.
+pub fn delete(flags: &Flags) -> Result<()> {
+    let bundle = if flags.bundle.is_empty() {
+        std::env::current_dir()?
+    } else {
+        PathBuf::from(&flags.bundle)
+    };
+    if let Ok(bytes) = std::fs::read(bundle.join(STATE_FILE)) {
+        let st: BundleState = serde_json::from_slice(&bytes).context("cannot read agentbox state")?;
+        let root = st.root.display().to_string();
+        let mut cmd = std::process::Command::new(&st.runsc);
+        cmd.arg(format!("--root={root}"));
+        cmd.args(&st.global_flags);
+        cmd.args(["delete", "--force", &flags.id]);
+        match cmd.output() {
+            Ok(o) if !o.status.success() => {
+                eprintln!("runsc delete: {}", crate::runsc::summarize(&o.stderr));
+            }
+            Err(e) => eprintln!("cannot run runsc delete: {e}"),
+            _ => {}
+        }
+        if st.rootfs_mounted {
+            crate::task::unmount_rootfs(&bundle);
+        }
+        let audit = crate::audit::AuditLog::new(&st.audit);
+        let subject = crate::audit::Subject::from_annotations(&flags.namespace, &flags.id, None);
+        let _ = audit.record("cleanup", &subject, serde_json::json!({"reason": "containerd deleted the task after its shim went away"}));
+    } else if let Ok(b) = std::fs::read(bundle.join("config.json")) {
+        let _ = b; // never got as far as runsc: nothing to clean
+    }
+    let resp = containerd_shim_protos::api::DeleteResponse {
+        pid: 0,
+        exit_status: 128 + libc::SIGKILL as u32,
+        exited_at: containerd_shim_protos::protobuf::MessageField::some(crate::process::now()),
+        ..Default::default()
+    };
+    std::io::stdout().write_all(&resp.write_to_bytes()?)?;
+    Ok(())
+}
+
+/// `-info`: describe the runtime.
+pub fn info() -> Result<()> {
+    let _ = read_stdin();
+    let info = containerd_shim_protos::types::introspection::RuntimeInfo {
+        name: RUNTIME_ID.to_string(),
+        ..Default::default()
+    };
+    std::io::stdout().write_all(&info.write_to_bytes()?)?;
+    Ok(())
+}
+
+/// Register the Task service under both protocol names.
+pub fn task_services(task: Arc<dyn Task + Send + Sync>) -> std::collections::HashMap<String, containerd_shim_protos::ttrpc::r#async::Service> {
+    let mut services = create_task(task.clone());
+    for (name, svc) in create_task(task) {
+        let v2 = name.replace(".v3.", ".v2.");
+        if v2 != name {
+            services.insert(v2, svc);
+        }
+    }
+    services
+}
+
+/// The daemon: serve the Task API until the last container is gone.
+pub async fn serve(flags: &Flags) -> Result<()> {
+    crate::reaper_setup()?;
+    let listener = take_listener(&flags.socket)?;
+    let ttrpc_address = std::env::var("TTRPC_ADDRESS").map_err(|_| anyhow!("TTRPC_ADDRESS is not set"))?;
+    let publisher = containerd_shim::publisher::RemotePublisher::new(&ttrpc_address)
+        .await
+        .map_err(|e| anyhow!("cannot connect to containerd's events service at {ttrpc_address}: {e}"))?;
+    let config_path = std::env::var_os(CONFIG_ENV).map(PathBuf::from);
+    let cfg_path = config_path.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+    let cfg = Config::load(&cfg_path)?;
+    let reaper = Arc::new(Reaper::new());
+    tokio::spawn(reaper.clone().run());
+    let daemon = Arc::new(Daemon {
+        namespace: flags.namespace.clone(),
+        default_config: config_path,
+        events: Arc::new(crate::events::Containerd {
+            publisher,
+            namespace: flags.namespace.clone(),
+        }),
+        reaper,
+        shutdown: Arc::new(Notify::new()),
+    });
+    let task: Arc<dyn Task + Send + Sync> = match cfg.runtime.backend {
+        Backend::Runsc => Arc::new(RunscTask::new(daemon.clone())),
+        Backend::Shim => Arc::new(crate::forward::ForwardTask::new(daemon.clone(), &cfg, flags).await?),
+    };
+    let listener = Listener::try_from(listener).context("cannot serve on the shim socket")?;
+    let mut server = Server::new().add_listener(listener).register_service(task_services(task));
+    server.start().await.map_err(|e| anyhow!("cannot start the ttrpc server: {e}"))?;
+    tracing::info!(namespace = %flags.namespace, id = %flags.id, backend = ?cfg.runtime.backend, "agentbox daemon serving");
+    daemon.shutdown.notified().await;
+    // let the last reply reach containerd
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    server.shutdown().await.ok();
+    let _ = std::fs::remove_file(socket_path(&flags.socket));
+    Ok(())
+}
+
+fn take_listener(socket: &str) -> Result<UnixListener> {
+    // from `start`: descriptor 3 is the bound socket
+    let st = nix::sys::stat::fstat(unsafe { std::os::fd::BorrowedFd::borrow_raw(LISTEN_FD) });
+    if st.is_ok_and(|s| (s.st_mode & libc::S_IFMT) == libc::S_IFSOCK) {
+        // SAFETY: fd 3 was set up by `start` for this process and nothing else owns it.
+        let l = unsafe { UnixListener::from_raw_fd(LISTEN_FD) };
+        nix::fcntl::fcntl(&l, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))?;
+        return Ok(l);
+    }
+    if socket.is_empty() {
+        bail!("no -socket given and no listener inherited");
+    }
+    let path = socket_path(socket);
+    let _ = std::fs::remove_file(path);
+    UnixListener::bind(path).with_context(|| format!("cannot listen on {path}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(id: &str, ns: &str) -> Flags {
+        Flags {
+            id: id.into(),
+            namespace: ns.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn empty_stdin_is_legacy_without_options() {
+        assert_eq!(classify_start_input(b"", &flags("a", "b")), StartInput::Legacy { options: None });
+    }
+
+    #[test]
+    fn runtime_options_on_stdin_are_legacy() {
+        let any = options::to_any(&options::RuntimeOptions {
+            config_path: Some("/etc/agentbox/gvisor.toml".into()),
+            config_body: None,
+        });
+        let bytes = any.write_to_bytes().unwrap();
+        match classify_start_input(&bytes, &flags("c1", "k8s.io")) {
+            StartInput::Legacy { options: Some(o) } => {
+                assert_eq!(options::from_any(&o).unwrap().unwrap().config_path.as_deref(), Some("/etc/agentbox/gvisor.toml"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bootstrap_params_for_this_instance_are_recognised() {
+        let p = BootstrapParams {
+            instance_id: "c1".into(),
+            namespace: "k8s.io".into(),
+            containerd_ttrpc_address: "/run/containerd/containerd.sock.ttrpc".into(),
+            ..Default::default()
+        };
+        let bytes = p.write_to_bytes().unwrap();
+        assert!(matches!(classify_start_input(&bytes, &flags("c1", "k8s.io")), StartInput::Bootstrap(_)));
+        // params for another instance are not taken as ours
+        assert!(matches!(classify_start_input(&bytes, &flags("c2", "k8s.io")), StartInput::Legacy { .. }));
+    }
+
+    #[test]
+    fn grouping_follows_the_cri_sandbox() {
+        let spec = serde_json::json!({"annotations": {"io.kubernetes.cri.sandbox-id": "sb"}});
+        assert_eq!(grouping(&spec, "c1"), "sb");
+        assert_eq!(grouping(&serde_json::json!({}), "c1"), "c1");
+        assert_eq!(grouping(&serde_json::json!({"annotations": {"io.kubernetes.cri.sandbox-id": ""}}), "c1"), "c1");
+    }
+
+    #[test]
+    fn task_service_is_registered_under_v2_and_v3() {
+        struct Nop;
+        #[async_trait::async_trait]
+        impl Task for Nop {}
+        let s = task_services(Arc::new(Nop));
+        assert!(s.contains_key("containerd.task.v2.Task"));
+        assert!(s.contains_key("containerd.task.v3.Task"));
+    }
+}

@@ -1,0 +1,43 @@
+//! containerd-shim-agentbox-v1: a thin binary over the `agentbox_shim` library.
+
+use anyhow::Result;
+use agentbox_shim::{bootstrap, logging};
+
+fn main() {
+    if let Err(e) = run() {
+        // containerd shows start's and delete's stderr when they fail
+        eprintln!("agentbox: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let args: Vec<_> = std::env::args_os().collect();
+    let flags = containerd_shim::parse(&args[1..]).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if flags.version {
+        println!("containerd-shim-agentbox-v1 {}", env!("CARGO_PKG_VERSION"));
+        return Ok(());
+    }
+    if flags.info {
+        return bootstrap::info();
+    }
+    match flags.action.as_str() {
+        "start" => {
+            logging::init_stderr(flags.debug);
+            bootstrap::start(&flags)
+        }
+        "delete" => {
+            logging::init_stderr(flags.debug);
+            bootstrap::delete(&flags)
+        }
+        "" => {
+            logging::init_daemon(flags.debug);
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            rt.block_on(bootstrap::serve(&flags))
+        }
+        other => anyhow::bail!("unknown action {other:?}"),
+    }
+}
