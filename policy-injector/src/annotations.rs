@@ -73,13 +73,15 @@ pub(crate) fn effective(
             ANN_PROFILE => match v.trim() {
                 "sensitive" => eff.profile = Profile::Sensitive,
                 "standard" if policy.profile == Profile::Standard => {}
-                "standard" => return Err(Refusal::new(
-                    RULE,
-                    k.as_str(),
-                    format!(
+                "standard" => {
+                    return Err(Refusal::new(
+                        RULE,
+                        k.as_str(),
+                        format!(
                         "annotation {k}=standard would loosen the node policy (profile sensitive)"
                     ),
-                )),
+                    ))
+                }
                 _ => {
                     return Err(Refusal::new(
                         RULE,

@@ -50,8 +50,14 @@ fn golden(fixture: &str, pol: &str) {
     // Idempotence: the rewritten spec passes unchanged, with no changes reported.
     if let Decision::Allowed { spec, .. } = d {
         match apply_value(&p, spec.clone(), &NoHostFs) {
-            Decision::Allowed { spec: again, report } => {
-                assert_eq!(again, spec, "{fixture}/{pol}: second apply changed the spec");
+            Decision::Allowed {
+                spec: again,
+                report,
+            } => {
+                assert_eq!(
+                    again, spec,
+                    "{fixture}/{pol}: second apply changed the spec"
+                );
                 assert!(
                     report.changes.is_empty(),
                     "{fixture}/{pol}: second apply reported {:?}",

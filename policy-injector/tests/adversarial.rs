@@ -1,0 +1,643 @@
+//! A catalogue of bypass attempts. Each must end with the dangerous thing gone
+//! (or the container refused), never passed through.
+
+use std::collections::HashMap;
+
+use agentbox_policy::{
+    apply_process, apply_value, Decision, HostFs, NoHostFs, Policy, Profile, RealHostFs,
+};
+use serde_json::{json, Map, Value};
+
+const POD: &str = "/var/lib/kubelet/pods/0d3c1a6e-5b1f-4a8e-9c7d-2f4e6a8b0c1d";
+
+fn base() -> Value {
+    json!({
+        "ociVersion": "1.1.0",
+        "process": {
+            "args": ["sh"], "cwd": "/",
+            "env": ["PATH=/usr/bin:/bin", "HOME=/root"],
+            "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"]},
+            "noNewPrivileges": true
+        },
+        "root": {"path": "rootfs"},
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/work", "type": "bind", "source": format!("{POD}/volumes/kubernetes.io~empty-dir/work"), "options": ["rbind", "rw"]}
+        ],
+        "annotations": {"io.kubernetes.cri.container-name": "agent"},
+        "linux": {
+            "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network", "path": "/var/run/netns/cni-1"}],
+            "maskedPaths": agentbox_policy::MASKED_PATHS,
+            "readonlyPaths": agentbox_policy::READONLY_PATHS
+        }
+    })
+}
+
+fn with_mount(m: Value) -> Value {
+    let mut s = base();
+    s["mounts"].as_array_mut().unwrap().push(m);
+    s
+}
+
+fn bind(src: &str, dst: &str) -> Value {
+    json!({"destination": dst, "type": "bind", "source": src, "options": ["rbind", "ro"]})
+}
+
+fn standard() -> Policy {
+    Policy::from_profile(Profile::Standard)
+}
+
+fn sensitive() -> Policy {
+    Policy::from_profile(Profile::Sensitive)
+}
+
+fn allowed(d: Decision) -> (Value, agentbox_policy::Report) {
+    match d {
+        Decision::Allowed { spec, report } => (spec, report),
+        Decision::Rejected { reason, .. } => panic!("unexpectedly refused: {reason}"),
+    }
+}
+
+fn refused(d: Decision) -> String {
+    match d {
+        Decision::Allowed { report, .. } => panic!("unexpectedly allowed: {report:?}"),
+        Decision::Rejected { reason, .. } => reason,
+    }
+}
+
+fn dests(spec: &Value) -> Vec<String> {
+    spec["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["destination"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The mount at `dst` must be gone, under both profiles (standard: the rest allowed).
+fn assert_mount_removed(src: &str, dst: &str, rule: &str) {
+    let (spec, report) = allowed(apply_value(
+        &standard(),
+        with_mount(bind(src, dst)),
+        &NoHostFs,
+    ));
+    assert!(!dests(&spec).contains(&dst.to_string()), "{src} survived");
+    assert!(
+        report
+            .changes
+            .iter()
+            .any(|c| c.rule == rule && c.target == dst),
+        "{src}: expected {rule}, got {:?}",
+        report.changes
+    );
+    let (spec, _) = allowed(apply_value(
+        &sensitive(),
+        with_mount(bind(src, dst)),
+        &NoHostFs,
+    ));
+    assert!(
+        !dests(&spec).contains(&dst.to_string()),
+        "{src} survived (sensitive)"
+    );
+}
+
+#[test]
+fn socket_spellings() {
+    for src in [
+        "/var/run/docker.sock",
+        "/run/docker.sock",
+        "//var/run/./docker.sock",
+        "/var/run/../run/docker.sock",
+        "/var/run/docker.sock/",
+        "/run//docker.sock",
+        "/var//run/docker.sock",
+        "/./run/./docker.sock",
+        "/var/run/docker.sock.raw",
+        "/run/user/1000/docker.sock",
+        "/home/alice/.docker/run/docker.sock",
+        "/run/containerd/containerd.sock",
+        "/run/containerd/containerd.sock.ttrpc",
+        "/run/containerd/s/5e1f0c2a9b",
+        "/run/k3s/containerd/containerd.sock",
+        "/var/run/crio/crio.sock",
+        "/var/run/cri-dockerd.sock",
+        "/run/podman/podman.sock",
+        "/run/user/1000/podman/podman.sock",
+        "/run/buildkit/buildkitd.sock",
+        "/var/lib/kubelet/pod-resources/kubelet.sock",
+        "/var/lib/kubelet/device-plugins/kubelet.sock",
+        "/var/lib/kubelet/plugins_registry/csi.sock",
+        "/var/run/nri/nri.sock",
+        "/var/run/dbus/system_bus_socket",
+        "/run/systemd/private",
+        "/var/run/libvirt/libvirt-sock",
+    ] {
+        assert_mount_removed(src, "/x", "mounts.runtime-socket");
+    }
+}
+
+#[test]
+fn parent_folders() {
+    for src in [
+        "/",
+        "//",
+        "/run",
+        "/var/run",
+        "/var/run/",
+        "/var",
+        "/var/lib",
+        "/var/lib/kubelet",
+        "/var/lib/kubelet/device-plugins",
+        "/run/containerd",
+        "/run/user",
+        "/run/user/1000",
+        "/home",
+        "/home/alice/.docker",
+        "/var/lib/kubelet/pods/../pod-resources",
+        "/var/lib/kubelet/pods/../../..",
+    ] {
+        assert_mount_removed(src, "/host", "mounts.runtime-socket");
+    }
+}
+
+#[test]
+fn proc_sources() {
+    for src in [
+        "/proc/1/root",
+        "/proc/self/root",
+        "/proc/1/root/var/run/docker.sock",
+        "/proc/1/cwd",
+        "/proc",
+        "/proc/../proc/1/root",
+    ] {
+        assert_mount_removed(src, "/p", "mounts.host-proc");
+    }
+}
+
+#[test]
+fn destination_on_socket_path() {
+    let src = format!("{POD}/volumes/kubernetes.io~empty-dir/work");
+    for dst in [
+        "/var/run/docker.sock",
+        "/run/docker.sock",
+        "//var/run/./docker.sock",
+        "/run/containerd/containerd.sock",
+        "var/run/docker.sock",
+    ] {
+        let (spec, report) = allowed(apply_value(
+            &standard(),
+            with_mount(bind(&src, dst)),
+            &NoHostFs,
+        ));
+        assert!(!dests(&spec).contains(&dst.to_string()), "{dst} survived");
+        assert!(report
+            .changes
+            .iter()
+            .any(|c| c.rule == "mounts.socket-destination"));
+    }
+}
+
+#[test]
+fn bind_without_type_and_none_type() {
+    for m in [
+        json!({"destination": "/x", "source": "/var/run/docker.sock", "options": ["bind"]}),
+        json!({"destination": "/x", "type": "none", "source": "/run", "options": ["rbind", "ro"]}),
+    ] {
+        let (spec, _) = allowed(apply_value(&standard(), with_mount(m), &NoHostFs));
+        assert!(!dests(&spec).contains(&"/x".to_string()));
+    }
+}
+
+#[test]
+fn relative_sources_removed() {
+    assert_mount_removed(
+        "../../../../var/run/docker.sock",
+        "/x",
+        "mounts.relative-source",
+    );
+    assert_mount_removed("rootfs/../..", "/x", "mounts.relative-source");
+}
+
+#[test]
+fn device_filesystems_refused() {
+    for ty in [
+        "ext4",
+        "xfs",
+        "overlay",
+        "devtmpfs",
+        "securityfs",
+        "debugfs",
+        "BIND",
+    ] {
+        let m = json!({"destination": "/d", "type": ty, "source": "/dev/sda1"});
+        let reason = refused(apply_value(&standard(), with_mount(m), &NoHostFs));
+        assert!(reason.contains(ty), "{reason}");
+    }
+}
+
+#[test]
+fn serviceaccount_aliases_removed_for_agents() {
+    let src = format!("{POD}/volumes/kubernetes.io~projected/kube-api-access-1");
+    for dst in [
+        "/var/run/secrets/kubernetes.io/serviceaccount",
+        "/run/secrets/kubernetes.io/serviceaccount",
+        "/var/run/secrets/kubernetes.io/serviceaccount/",
+        "/var/run/secrets/kubernetes.io/serviceaccount/token",
+        "//run/secrets/./kubernetes.io/serviceaccount",
+    ] {
+        let (spec, _) = allowed(apply_value(
+            &sensitive(),
+            with_mount(bind(&src, dst)),
+            &NoHostFs,
+        ));
+        assert!(!dests(&spec).contains(&dst.to_string()), "{dst} survived");
+    }
+}
+
+#[test]
+fn namespace_tricks() {
+    for (ty, path) in [
+        ("network", Some("/proc/1/ns/net")),
+        ("network", Some("/proc/self/ns/net")),
+        ("network", Some("/proc/thread-self/ns/net")),
+        ("pid", Some("/proc/1/../1/ns/pid")),
+        ("mount", Some("//proc/1/ns/mnt")),
+        ("uts", Some("ns/uts")),
+    ] {
+        let mut s = base();
+        let ns = s["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != ty);
+        ns.push(json!({"type": ty, "path": path}));
+        refused(apply_value(&standard(), s, &NoHostFs));
+    }
+    // a look-alike type does not count as the real one
+    let mut s = base();
+    let ns = s["linux"]["namespaces"].as_array_mut().unwrap();
+    ns.retain(|n| n["type"] != "network");
+    ns.push(json!({"type": "NETWORK"}));
+    let r = refused(apply_value(&standard(), s, &NoHostFs));
+    assert_eq!(
+        r,
+        "host network namespace is not allowed (spec has no \"network\" namespace entry)"
+    );
+}
+
+#[test]
+fn cwd_tricks() {
+    for cwd in [
+        "/proc",
+        "/proc/",
+        "//proc/1/root",
+        "/proc/../proc/self/cwd",
+        "/./proc/1",
+    ] {
+        let mut s = base();
+        s["process"]["cwd"] = json!(cwd);
+        refused(apply_value(&standard(), s, &NoHostFs));
+    }
+    let mut s = base();
+    s["process"]["cwd"] = json!("/procfs");
+    allowed(apply_value(&standard(), s, &NoHostFs));
+}
+
+fn env_after(policy: &Policy, env: &[&str]) -> Vec<String> {
+    let mut s = base();
+    s["process"]["env"] = json!(env);
+    let (spec, report) = allowed(apply_value(policy, s, &NoHostFs));
+    let out: Vec<String> = spec["process"]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    // no value of a removed entry in the report
+    let r = serde_json::to_string(&report).unwrap();
+    for e in env {
+        if !out.contains(&e.to_string()) {
+            if let Some((_, v)) = e.split_once('=') {
+                if v.len() >= 6 {
+                    assert!(!r.contains(v), "report leaks a value");
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn env_case_and_separator_tricks() {
+    let kept = env_after(
+        &sensitive(),
+        &[
+            "GitHub_Token=abc",
+            "gh_token=abc",
+            "aws-secret-access-key=abc",
+            "Db.Password=abc",
+            "my_api_key=abc",
+            "x_Private_Key=abc",
+            "github_token=x",
+            "GITHUB_TOKEN=a",
+            "GITHUB_TOKEN=b",
+        ],
+    );
+    assert!(kept.is_empty(), "{kept:?}");
+}
+
+#[test]
+fn env_secret_under_innocuous_name() {
+    let kept = env_after(
+        &sensitive(),
+        &[
+            "NOTE=see ghp_abcdefghijklmnopqrstuvwxyz0123456789 here",
+            "URL=https://api.example/v1?key=AIzaSyA1234567890abcdefghijklmnopqrstuv",
+            "CFG={\"slack\":\"xoxb-123456789012-abcdefghijkl\"}",
+            "UPSTREAM=https://deploy:glpat-abcdefghij0123456789@gitlab.example/x.git",
+            "BLOB=-----BEGIN EC PRIVATE KEY-----",
+            "HF=hf_abcdefghijklmnopqrstuvwxyzABCDEFGH",
+            "PATH=/bin:AKIAIOSFODNN7EXAMPLE",
+        ],
+    );
+    assert!(kept.is_empty(), "{kept:?}");
+}
+
+#[test]
+fn env_malformed_entries() {
+    let kept = env_after(
+        &sensitive(),
+        &[
+            "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+            "ghp_abcdefghijklmnopqrstuvwxyz0123456789=x",
+            "=value",
+            "NAME WITH SPACE=x",
+            "GITHUB_TOKEN\u{200b}=ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+            "TAB\tNAME=x",
+        ],
+    );
+    assert!(kept.is_empty(), "{kept:?}");
+}
+
+#[test]
+fn env_ordinary_kept() {
+    let env = [
+        "PATH=/usr/local/bin:/usr/bin",
+        "HOME=/home/a",
+        "HOSTNAME=pod-1",
+        "TERM=xterm-256color",
+        "LANG=en_US.UTF-8",
+        "LC_ALL=C",
+        "TZ=Europe/Paris",
+        "KUBERNETES_SERVICE_HOST=10.96.0.1",
+        "KUBERNETES_SERVICE_PORT=443",
+        "SECRET_STORE_SERVICE_HOST=10.96.3.3",
+        "SECRET_STORE_SERVICE_PORT_HTTP=80",
+        "SECRET_STORE_PORT_80_TCP_ADDR=10.96.3.3",
+        "PYTHONUNBUFFERED=1",
+        "GPG_KEY=A035C8C19219BA821ECEA86B64E628F8D684696D",
+        "TOKENIZERS_PARALLELISM=false",
+        "MAX_TOKENS=4096",
+        "NODE_OPTIONS=--max-old-space-size=4096",
+        "EMPTY=",
+        "JAVA_HOME=/usr/lib/jvm/default",
+        "GIT_SSH_COMMAND=ssh -o StrictHostKeyChecking=no",
+    ];
+    let kept = env_after(&sensitive(), &env);
+    assert_eq!(kept, env.to_vec());
+}
+
+#[test]
+fn capability_spelling_tricks() {
+    let mut s = base();
+    s["process"]["capabilities"] = json!({
+        "bounding": ["cap_sys_admin", "CAP_SYS_ADMIN ", "SYS_ADMIN", "CAP_KILL"],
+        "ambient": ["CAP_KILL"]
+    });
+    let (spec, _) = allowed(apply_value(&standard(), s, &NoHostFs));
+    assert_eq!(
+        spec["process"]["capabilities"]["bounding"],
+        json!(["CAP_KILL"])
+    );
+    assert_eq!(spec["process"]["capabilities"]["ambient"], json!([]));
+}
+
+#[test]
+fn hooks_of_any_kind_removed() {
+    let mut s = base();
+    s["hooks"] = json!({"startContainer": [{"path": "/x"}], "createContainer": [{"path": "/y"}], "futureHook": [{"path": "/z"}]});
+    let (spec, _) = allowed(apply_value(&standard(), s, &NoHostFs));
+    assert!(spec.get("hooks").is_none());
+}
+
+#[test]
+fn annotation_tricks() {
+    for (k, v) in [
+        ("agentbox.dev/profile", "Standard"),
+        ("agentbox.dev/profile", "standard"),
+        ("agentbox.dev/profile", ""),
+        ("agentbox.dev/allow-sockets", "true"),
+        ("agentbox.dev/readonly-mounts", "relative/path"),
+        ("agentbox.dev/strip-env", "A=B"),
+    ] {
+        let mut s = base();
+        s["annotations"][k] = json!(v);
+        let r = refused(apply_value(&sensitive(), s, &NoHostFs));
+        assert!(r.contains(k), "{r}");
+    }
+    // setup phases turned off: naming setup containers would loosen → refused
+    let p = Policy::from_toml_str("[phases]\nsetup_containers = false").unwrap();
+    let mut s = base();
+    s["annotations"]["agentbox.dev/setup-containers"] = json!("agent");
+    assert!(refused(apply_value(&p, s, &NoHostFs)).contains("agentbox.dev/setup-containers"));
+}
+
+#[test]
+fn runtime_control_annotations() {
+    let mut s = base();
+    for k in [
+        "dev.gvisor.flag.network",
+        "dev.gvisor.flag.debug",
+        "dev.gvisor.internal.x",
+        "io.katacontainers.config.hypervisor.kernel_params",
+    ] {
+        s["annotations"][k] = json!("x");
+    }
+    s["annotations"]["io.kubernetes.pod.name"] = json!("p");
+    let (spec, _) = allowed(apply_value(&standard(), s, &NoHostFs));
+    let keys: Vec<&String> = spec["annotations"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        ["io.kubernetes.cri.container-name", "io.kubernetes.pod.name"]
+    );
+}
+
+#[test]
+fn duplicate_json_keys_checked_as_emitted() {
+    let raw = br#"{"process":{"env":["PATH=/bin"],"cwd":"/"},"process":{"env":["GITHUB_TOKEN=ghp_abcdefghijklmnopqrstuvwxyz0123456789"],"cwd":"/"},
+      "linux":{"namespaces":[{"type":"pid"},{"type":"ipc"},{"type":"uts"},{"type":"mount"},{"type":"network"}]}}"#;
+    let d = agentbox_policy::apply(&sensitive(), raw, &NoHostFs).unwrap();
+    let (spec, _) = allowed(d);
+    let out = serde_json::to_string(&spec).unwrap();
+    assert!(!out.contains("ghp_"), "{out}");
+}
+
+/// A host with a fixed symlink table.
+struct FakeHost {
+    links: HashMap<&'static str, &'static str>,
+    sockets: Vec<&'static str>,
+}
+
+impl HostFs for FakeHost {
+    fn canonicalize(&self, path: &str) -> Option<String> {
+        self.links.get(path).map(|s| s.to_string())
+    }
+    fn is_socket(&self, path: &str) -> bool {
+        let c = self.canonicalize(path).unwrap_or_else(|| path.to_string());
+        self.sockets.contains(&c.as_str())
+    }
+}
+
+#[test]
+fn symlinks_through_host_lookup() {
+    let host = FakeHost {
+        links: HashMap::from([
+            ("/srv/innocent", "/run/docker.sock"),
+            ("/srv/dir", "/var/run"),
+            (
+                "/var/lib/kubelet/pods/u/volumes/kubernetes.io~empty-dir/evil",
+                "/etc",
+            ),
+            ("/data/agent.socket-ish", "/data/agent.socket-ish"),
+        ]),
+        sockets: vec!["/run/docker.sock", "/data/agent.socket-ish"],
+    };
+    for src in ["/srv/innocent", "/srv/dir"] {
+        let (spec, _) = allowed(apply_value(&standard(), with_mount(bind(src, "/x")), &host));
+        assert!(!dests(&spec).contains(&"/x".to_string()), "{src}");
+    }
+    // an emptyDir that is really a link out of the kubelet's tree is not managed
+    let m = json!({"destination": "/e", "type": "bind",
+        "source": "/var/lib/kubelet/pods/u/volumes/kubernetes.io~empty-dir/evil", "options": ["rbind", "rw"]});
+    refused(apply_value(&sensitive(), with_mount(m.clone()), &host));
+    let (spec, report) = allowed(apply_value(&standard(), with_mount(m), &host));
+    assert!(dests(&spec).contains(&"/e".to_string()));
+    assert!(report
+        .changes
+        .iter()
+        .any(|c| c.rule == "mounts.unmanaged-host"
+            && c.target == "/e"
+            && c.action == "forced-readonly"));
+    // any host socket goes under sensitive
+    let (spec, report) = allowed(apply_value(
+        &sensitive(),
+        with_mount(bind("/data/agent.socket-ish", "/s")),
+        &host,
+    ));
+    assert!(!dests(&spec).contains(&"/s".to_string()));
+    assert!(report
+        .changes
+        .iter()
+        .any(|c| c.rule == "mounts.host-socket"));
+}
+
+#[test]
+fn real_symlinks_in_a_tempdir() {
+    use std::os::unix::net::UnixListener;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let r = root.to_str().unwrap();
+    std::fs::create_dir_all(root.join("run/engine")).unwrap();
+    let sock = root.join("run/engine/engine.sock");
+    let _l = UnixListener::bind(&sock).unwrap();
+    std::fs::create_dir_all(root.join("managed/pod")).unwrap();
+    std::os::unix::fs::symlink(&sock, root.join("link-to-sock")).unwrap();
+    std::os::unix::fs::symlink(root.join("run"), root.join("link-to-run")).unwrap();
+    std::os::unix::fs::symlink("/etc", root.join("managed/pod/escape")).unwrap();
+    let other = root.join("plain.sock");
+    let _l2 = UnixListener::bind(&other).unwrap();
+    std::os::unix::fs::symlink(&other, root.join("managed/pod/sock-link")).unwrap();
+
+    let cfg = format!(
+        "profile = \"standard\"\n[mounts]\ndeny_sockets = [\"{r}/run/engine/engine.sock\"]\nmanaged_roots = [\"{r}/managed\"]\n"
+    );
+    let std_p = Policy::from_toml_str(&cfg).unwrap();
+    let sen_p = Policy::from_toml_str(&cfg.replace("\"standard\"", "\"sensitive\"")).unwrap();
+
+    for src in [
+        format!("{r}/link-to-sock"),
+        format!("{r}/link-to-run"),
+        format!("{r}/link-to-run/engine"),
+    ] {
+        let (spec, report) = allowed(apply_value(
+            &std_p,
+            with_mount(bind(&src, "/x")),
+            &RealHostFs,
+        ));
+        assert!(!dests(&spec).contains(&"/x".to_string()), "{src}");
+        assert!(report
+            .changes
+            .iter()
+            .any(|c| c.rule == "mounts.runtime-socket"));
+    }
+    // a link out of a managed root refuses under sensitive
+    let esc = format!("{r}/managed/pod/escape");
+    refused(apply_value(
+        &sen_p,
+        with_mount(bind(&esc, "/e")),
+        &RealHostFs,
+    ));
+    // a plain (undeclared) host socket reached through a managed root: removed under sensitive
+    let sl = format!("{r}/managed/pod/sock-link");
+    let (spec, report) = allowed(apply_value(
+        &sen_p,
+        with_mount(bind(&sl, "/s")),
+        &RealHostFs,
+    ));
+    assert!(!dests(&spec).contains(&"/s".to_string()));
+    assert!(report
+        .changes
+        .iter()
+        .any(|c| c.rule == "mounts.host-socket"));
+    // and a real managed directory passes untouched
+    let ok = format!("{r}/managed/pod");
+    let (spec, report) = allowed(apply_value(
+        &sen_p,
+        with_mount(bind(&ok, "/ok")),
+        &RealHostFs,
+    ));
+    assert!(dests(&spec).contains(&"/ok".to_string()));
+    assert!(report.changes.iter().all(|c| c.target != "/ok"));
+}
+
+#[test]
+fn exec_process_rules() {
+    let ann: Map<String, Value> = serde_json::from_value(json!({
+        "io.kubernetes.cri.container-name": "agent",
+        "agentbox.dev/setup-containers": "clone"
+    }))
+    .unwrap();
+    let proc_ = json!({
+        "args": ["sh"], "cwd": "/",
+        "env": ["PATH=/bin", "GITHUB_TOKEN=ghp_abcdefghijklmnopqrstuvwxyz0123456789"],
+        "capabilities": {"bounding": ["CAP_SYS_ADMIN", "CAP_KILL"], "ambient": ["CAP_KILL"]}
+    });
+    let bytes = serde_json::to_vec(&proc_).unwrap();
+    let (p, report) = allowed(apply_process(&sensitive(), &bytes, &ann).unwrap());
+    assert_eq!(p["env"], json!(["PATH=/bin"]));
+    assert_eq!(p["capabilities"]["bounding"], json!(["CAP_KILL"]));
+    assert_eq!(p["capabilities"]["ambient"], json!([]));
+    assert_eq!(p["noNewPrivileges"], json!(true));
+    assert_eq!(report.phase, "agent");
+
+    // setup container keeps its env
+    let mut ann2 = ann.clone();
+    ann2.insert("io.kubernetes.cri.container-name".into(), json!("clone"));
+    let (p, report) = allowed(apply_process(&sensitive(), &bytes, &ann2).unwrap());
+    assert_eq!(p["env"].as_array().unwrap().len(), 2);
+    assert_eq!(report.phase, "setup");
+
+    // cwd under /proc refused
+    let bad = serde_json::to_vec(&json!({"args": ["sh"], "cwd": "/proc/1/root"})).unwrap();
+    refused(apply_process(&sensitive(), &bad, &ann).unwrap());
+    // malformed process is an input error
+    assert!(apply_process(&sensitive(), b"{\"env\": 1}", &ann).is_err());
+    assert!(apply_process(&sensitive(), b"[]", &ann).is_err());
+}
