@@ -1,0 +1,320 @@
+//! Property tests of the engine's invariants over generated specs.
+
+use agentbox_policy::{
+    apply, apply_value, secret_name, secret_value_kind, Decision, NoHostFs, Policy, Profile,
+    ALLOWED_CAPS,
+};
+use proptest::prelude::*;
+use serde_json::{json, Map, Value};
+
+const REQUIRED: [&str; 5] = ["pid", "ipc", "uts", "mount", "network"];
+
+const SECRET_VALUES: &[&str] = &[
+    "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+    "AKIAIOSFODNN7EXAMPLE",
+    "xoxb-123456789012-abcdefghijkl",
+    "sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123",
+    "postgres://u:pw12345@db/x",
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N",
+    "-----BEGIN PRIVATE KEY-----",
+    "npm_abcdefghijklmnopqrstuvwxyz0123456789",
+];
+
+fn name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "PATH",
+            "HOME",
+            "GITHUB_TOKEN",
+            "gh_token",
+            "AWS_SECRET_ACCESS_KEY",
+            "PGPASSWORD",
+            "OPENAI_API_KEY",
+            "LANG",
+            "LC_ALL",
+            "KUBERNETES_SERVICE_HOST",
+            "NODE_ENV",
+            "MY_SERVICE_PORT",
+            "DB_PASS",
+            "TOKENIZERS_PARALLELISM",
+            "Vault_Token",
+            "X",
+        ])
+        .prop_map(str::to_string),
+        "[A-Za-z_][A-Za-z0-9_]{0,12}",
+    ]
+}
+
+fn value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(SECRET_VALUES.to_vec()).prop_map(str::to_string),
+        prop::sample::select(SECRET_VALUES.to_vec()).prop_map(|s| format!("prefix {s} suffix")),
+        "[ -~]{0,24}",
+        Just("/usr/bin:/bin".to_string()),
+    ]
+}
+
+fn env_entry() -> impl Strategy<Value = String> {
+    prop_oneof![
+        8 => (name(), value()).prop_map(|(n, v)| format!("{n}={v}")),
+        1 => "[ -~]{0,16}",
+    ]
+}
+
+fn path() -> impl Strategy<Value = String> {
+    let comps = prop::sample::select(vec![
+        "var",
+        "run",
+        "lib",
+        "kubelet",
+        "pods",
+        "docker.sock",
+        "containerd",
+        "containerd.sock",
+        "..",
+        ".",
+        "",
+        "proc",
+        "1",
+        "root",
+        "srv",
+        "data",
+        "io.containerd.grpc.v1.cri",
+        "user",
+        "1000",
+        "etc",
+    ]);
+    prop_oneof![
+        prop::collection::vec(comps, 0..6).prop_map(|c| format!("/{}", c.join("/"))),
+        prop::sample::select(vec![
+            "/var/run/docker.sock",
+            "/var/lib/kubelet/pods/u/volumes/kubernetes.io~empty-dir/w",
+            "/run/containerd/io.containerd.grpc.v1.cri/sandboxes/s/shm",
+            "/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes/s/hostname",
+            "/var/run/secrets/kubernetes.io/serviceaccount",
+            "/srv/data",
+            "relative/path",
+        ])
+        .prop_map(str::to_string),
+    ]
+}
+
+fn mount() -> impl Strategy<Value = Value> {
+    let opts =
+        prop::sample::subsequence(vec!["rbind", "bind", "ro", "rw", "nosuid", "nodev"], 0..4);
+    prop_oneof![
+        (path(), path(), opts.clone()).prop_map(
+            |(s, d, o)| json!({"destination": d, "type": "bind", "source": s, "options": o})
+        ),
+        (path(), path(), opts)
+            .prop_map(|(s, d, o)| json!({"destination": d, "source": s, "options": o})),
+        (
+            prop::sample::select(vec!["proc", "tmpfs", "sysfs", "devpts", "mqueue", "cgroup"]),
+            path()
+        )
+            .prop_map(
+                |(t, d)| json!({"destination": d, "type": t, "source": t, "options": ["nosuid"]})
+            ),
+    ]
+}
+
+fn caps() -> impl Strategy<Value = Vec<&'static str>> {
+    prop::sample::subsequence(
+        vec![
+            "CAP_CHOWN",
+            "CAP_KILL",
+            "CAP_SYS_ADMIN",
+            "CAP_NET_RAW",
+            "CAP_NET_ADMIN",
+            "CAP_SETUID",
+            "cap_kill",
+        ],
+        0..5,
+    )
+}
+
+fn annotations() -> impl Strategy<Value = Map<String, Value>> {
+    let pairs = prop::sample::subsequence(
+        vec![
+            ("dev.gvisor.flag.network", "host"),
+            ("io.katacontainers.config.hypervisor.kernel_params", "x"),
+            ("io.kubernetes.cri.container-name", "agent"),
+            ("io.kubernetes.cri.container-type", "container"),
+            ("agentbox.dev/setup-containers", "agent"),
+            ("agentbox.dev/profile", "sensitive"),
+            ("agentbox.dev/readonly-mounts", "/srv,/work"),
+            ("agentbox.dev/strip-env", "NODE_*"),
+            ("example.com/vendor", "v"),
+        ],
+        0..6,
+    );
+    pairs.prop_map(|p| {
+        p.into_iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect()
+    })
+}
+
+fn spec() -> impl Strategy<Value = Value> {
+    (
+        prop_oneof![4 => Just(REQUIRED.to_vec()), 1 => prop::sample::subsequence(REQUIRED.to_vec(), 3..=5)],
+        prop::collection::vec(env_entry(), 0..10),
+        prop::collection::vec(mount(), 0..8),
+        (caps(), caps()),
+        annotations(),
+        prop::sample::select(vec!["/", "/work", "/proc/1", "/tmp", "/", "/work"]),
+        prop::option::of(any::<bool>()),
+        prop::collection::vec(("x-[a-z]{1,6}", any::<i64>()), 0..3),
+    )
+        .prop_map(|(ns, env, mounts, (bset, amb), ann, cwd, nnp, extra)| {
+            let mut s = json!({
+                "ociVersion": "1.1.0",
+                "process": {"args": ["sh"], "cwd": cwd, "env": env,
+                    "capabilities": {"bounding": bset, "effective": bset, "ambient": amb}},
+                "root": {"path": "rootfs"},
+                "mounts": mounts,
+                "annotations": ann,
+                "linux": {"namespaces": ns.iter().map(|t| json!({"type": t})).collect::<Vec<_>>(),
+                          "sysctl": {"kernel.core_pattern": "x", "net.ipv4.tcp_syncookies": "1"}},
+            });
+            if let Some(b) = nnp {
+                s["process"]["noNewPrivileges"] = json!(b);
+            }
+            for (k, v) in extra {
+                s[k.as_str()] = json!({"nested": [v, {"k": "v"}]});
+                s["process"][k.as_str()] = json!(v);
+            }
+            s
+        })
+}
+
+fn policy() -> impl Strategy<Value = Policy> {
+    prop::sample::select(vec![Profile::Standard, Profile::Sensitive]).prop_map(Policy::from_profile)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
+
+    #[test]
+    fn invariants(s in spec(), p in policy()) {
+        let d = apply_value(&p, s.clone(), &NoHostFs);
+        let report_text = serde_json::to_string(d.report()).unwrap();
+        for v in SECRET_VALUES {
+            prop_assert!(!report_text.contains(v), "report leaks a value");
+        }
+        let Decision::Allowed { spec: out, report } = d else { return Ok(()) };
+
+        // no host namespace
+        let ns = out["linux"]["namespaces"].as_array().unwrap();
+        for t in REQUIRED {
+            prop_assert!(ns.iter().any(|n| n["type"] == t));
+        }
+        // no secret-looking env survives for agent containers
+        if report.phase == "agent" {
+            for e in out["process"]["env"].as_array().unwrap() {
+                let e = e.as_str().unwrap();
+                let (n, v) = e.split_once('=').expect("malformed entries are removed");
+                prop_assert!(secret_value_kind(v).is_none(), "value survived for {n}");
+                let kept = ["KUBERNETES_SERVICE_HOST", "MY_SERVICE_PORT", "PATH", "HOME"];
+                prop_assert!(!secret_name(n) || kept.contains(&n), "{n} survived");
+            }
+        }
+        // capabilities reduced, ambient cleared, noNewPrivileges set
+        let caps = &out["process"]["capabilities"];
+        for set in ["bounding", "effective"] {
+            for c in caps[set].as_array().unwrap() {
+                prop_assert!(ALLOWED_CAPS.contains(&c.as_str().unwrap()));
+            }
+        }
+        prop_assert_eq!(&caps["ambient"], &json!([]));
+        prop_assert_eq!(&out["process"]["noNewPrivileges"], &json!(true));
+        // no runtime-control annotation
+        for k in out["annotations"].as_object().unwrap().keys() {
+            prop_assert!(!k.starts_with("dev.gvisor.flag.") && !k.starts_with("io.katacontainers.config."));
+        }
+        // unknown fields preserved
+        for (k, v) in s.as_object().unwrap() {
+            if k.starts_with("x-") {
+                prop_assert_eq!(&out[k.as_str()], v);
+                prop_assert_eq!(&out["process"][k.as_str()], &s["process"][k.as_str()]);
+            }
+        }
+        prop_assert_eq!(&out["root"], &s["root"]);
+        // no mount onto a runtime socket path
+        for m in out["mounts"].as_array().unwrap() {
+            let d = m["destination"].as_str().unwrap();
+            prop_assert!(!d.ends_with("docker.sock") || !d.contains("run"), "{d}");
+        }
+        // idempotence
+        match apply_value(&p, out.clone(), &NoHostFs) {
+            Decision::Allowed { spec: again, report } => {
+                prop_assert_eq!(&again, &out);
+                prop_assert!(report.changes.is_empty(), "second pass: {:?}", report.changes);
+            }
+            Decision::Rejected { reason, .. } => prop_assert!(false, "second pass refused: {reason}"),
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let p = Policy::from_profile(Profile::Sensitive);
+        let _ = apply(&p, &bytes, &NoHostFs);
+    }
+
+    #[test]
+    fn mutated_json_never_panics(s in spec(), cut in 0usize..2000, byte in any::<u8>()) {
+        let p = Policy::from_profile(Profile::Standard);
+        let mut bytes = serde_json::to_vec(&s).unwrap();
+        if !bytes.is_empty() {
+            let i = cut % bytes.len();
+            bytes[i] = byte;
+        }
+        let _ = apply(&p, &bytes, &NoHostFs);
+        bytes.truncate(cut.min(bytes.len()));
+        let _ = apply(&p, &bytes, &NoHostFs);
+    }
+
+    #[test]
+    fn wrong_types_never_panic(v in any_json(3)) {
+        let p = Policy::from_profile(Profile::Standard);
+        for key in ["process", "mounts", "linux", "annotations", "hooks"] {
+            let s = json!({ key: v.clone() });
+            let _ = apply_value(&p, s.clone(), &NoHostFs);
+            let _ = apply(&p, &serde_json::to_vec(&s).unwrap(), &NoHostFs);
+        }
+    }
+}
+
+fn any_json(depth: u32) -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|i| json!(i)),
+        "[a-z/=_]{0,8}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(depth, 32, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map(
+                prop::sample::select(vec![
+                    "env",
+                    "type",
+                    "destination",
+                    "source",
+                    "options",
+                    "namespaces",
+                    "capabilities",
+                    "bounding",
+                    "devices",
+                    "sysctl",
+                    "cwd",
+                    "prestart"
+                ])
+                .prop_map(str::to_string),
+                inner,
+                0..4
+            )
+            .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
