@@ -11,10 +11,10 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write audit log {path}: {source}")]
+#[error("cannot write audit log {path}: {err}")]
 pub struct AuditError {
     pub path: PathBuf,
-    pub source: std::io::Error,
+    pub err: std::io::Error,
 }
 
 /// Who a record is about.
@@ -93,7 +93,7 @@ impl AuditLog {
     fn append(&self, line: &[u8]) -> Result<(), AuditError> {
         let err = |source| AuditError {
             path: self.path.clone(),
-            source,
+            err: source,
         };
         let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(dir) = self.path.parent() {

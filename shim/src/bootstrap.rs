@@ -198,7 +198,12 @@ fn spawn_daemon(
     unsafe {
         cmd.pre_exec(move || {
             nix::libc::setsid();
-            if nix::libc::dup2(fd, LISTEN_FD) < 0 {
+            if fd == LISTEN_FD {
+                // dup2 onto itself keeps close-on-exec: clear it instead
+                if nix::libc::fcntl(fd, nix::libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else if nix::libc::dup2(fd, LISTEN_FD) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
@@ -308,8 +313,9 @@ pub async fn serve(flags: &Flags) -> Result<()> {
     daemon.shutdown.notified().await;
     // let the last reply reach containerd
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    server.shutdown().await.ok();
     let _ = std::fs::remove_file(socket_path(&flags.socket));
+    // containerd may keep its end open; do not wait on it forever
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), server.shutdown()).await;
     Ok(())
 }
 

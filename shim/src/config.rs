@@ -18,10 +18,10 @@ const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read agentbox config {path}: {source}")]
+    #[error("cannot read agentbox config {path}: {err}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        err: std::io::Error,
     },
     #[error("agentbox config {path} is larger than {MAX_CONFIG_BYTES} bytes")]
     TooLarge { path: PathBuf },
@@ -29,10 +29,10 @@ pub enum ConfigError {
     Parse { origin: String, message: String },
     #[error("agentbox config {origin}: {message}")]
     Invalid { origin: String, message: String },
-    #[error("agentbox config {origin}: {source}")]
+    #[error("agentbox config {origin}: {err}")]
     Policy {
         origin: String,
-        source: agentbox_policy::ConfigError,
+        err: agentbox_policy::ConfigError,
     },
 }
 
@@ -156,7 +156,7 @@ impl Config {
         })?;
         let policy = Policy::from_toml_str(text).map_err(|source| ConfigError::Policy {
             origin: origin.to_string(),
-            source,
+            err: source,
         })?;
         let cfg = Config {
             origin: origin.to_string(),
@@ -172,18 +172,18 @@ impl Config {
 
     /// Read and parse a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read {
+        let meta = std::fs::metadata(path).map_err(|err| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            err,
         })?;
         if meta.len() > MAX_CONFIG_BYTES {
             return Err(ConfigError::TooLarge {
                 path: path.to_path_buf(),
             });
         }
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            err,
         })?;
         Self::from_toml_str(&text, &path.display().to_string())
     }

@@ -16,10 +16,10 @@ const MAX_SPEC_BYTES: u64 = 8 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnforceError {
-    #[error("agentbox cannot read the container spec {path}: {source}")]
-    Read { path: String, source: std::io::Error },
-    #[error("agentbox cannot write the rewritten container spec {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    #[error("agentbox cannot read the container spec {path}: {err}")]
+    Read { path: String, err: std::io::Error },
+    #[error("agentbox cannot write the rewritten container spec {path}: {err}")]
+    Write { path: String, err: std::io::Error },
     #[error("agentbox refused the container spec: {0}")]
     Input(String),
     #[error("agentbox policy refused container {container}: {reason}")]
@@ -78,7 +78,7 @@ pub fn enforce_bundle(
     let shown = path.display().to_string();
     let read_err = |source| EnforceError::Read {
         path: shown.clone(),
-        source,
+        err: source,
     };
     let meta = std::fs::metadata(&path).map_err(read_err)?;
     if meta.len() > MAX_SPEC_BYTES {
@@ -122,7 +122,7 @@ pub fn enforce_bundle(
             audit.record("create", &subject, fields)?;
             write_atomic(&path, &spec).map_err(|source| EnforceError::Write {
                 path: shown.clone(),
-                source,
+                err: source,
             })?;
             tracing::info!(container = id, changes = report.changes.len(), phase = %report.phase, "policy applied");
             Ok(Enforced { spec, report })

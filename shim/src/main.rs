@@ -36,7 +36,12 @@ fn run() -> Result<()> {
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            rt.block_on(bootstrap::serve(&flags))
+            let r = rt.block_on(bootstrap::serve(&flags));
+            if let Err(e) = &r {
+                tracing::error!(error = %format!("{e:#}"), "agentbox daemon failed");
+            }
+            // do not wait for blocked IO threads: the daemon's work is done
+            std::process::exit(if r.is_ok() { 0 } else { 1 });
         }
         other => anyhow::bail!("unknown action {other:?}"),
     }

@@ -51,6 +51,21 @@ impl Reaper {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).exits.get(&pid).copied()
     }
 
+    /// Wait (bounded) for the reaper to collect `pid`'s exit status.
+    pub async fn wait_exit(&self, pid: i32, limit: std::time::Duration) -> Option<i32> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            self.reap_orphans();
+            if let Some(s) = self.exit_status(pid) {
+                return Some(s);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Reap every zombie child that tokio does not own. Returns the reaped pids.
     pub fn reap_orphans(&self) -> Vec<(i32, i32)> {
         let me = std::process::id() as i32;

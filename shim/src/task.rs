@@ -284,13 +284,28 @@ impl RunscTask {
     /// Watch a process until it exits: `runsc wait`, then record, drain, publish.
     fn spawn_waiter(&self, c: Arc<Container>, p: Arc<Process>) {
         let events = self.daemon.events.clone();
+        let reaper = self.daemon.reaper.clone();
         tokio::spawn(async move {
             let argv = c.cli.wait(&c.id, p.internal_pid());
             let status = match c.runsc.wait(&argv).await {
                 Ok(s) => s as u32,
                 Err(e) => {
-                    tracing::warn!(container = %c.id, exec = %p.exec_id, error = %e, "runsc wait failed; reporting the process as killed");
-                    UNKNOWN_EXIT
+                    // The root container's init is the sandbox process, our
+                    // child once `runsc create` exited: its status is ours.
+                    let pid = p.pid() as i32;
+                    match (p.exec_id.is_empty() && pid > 0).then_some(()) {
+                        Some(()) => match reaper.wait_exit(pid, Duration::from_secs(2)).await {
+                            Some(s) => s as u32,
+                            None => {
+                                tracing::warn!(container = %c.id, error = %e, "runsc wait failed; reporting the process as killed");
+                                UNKNOWN_EXIT
+                            }
+                        },
+                        None => {
+                            tracing::warn!(container = %c.id, exec = %p.exec_id, error = %e, "runsc wait failed; reporting the process as killed");
+                            UNKNOWN_EXIT
+                        }
+                    }
                 }
             };
             finish(&c, &p, status, events.as_ref()).await;
@@ -523,6 +538,8 @@ impl Task for RunscTask {
         if c.rootfs_mounted {
             unmount_rootfs(&c.bundle);
         }
+        // cleaned up: containerd's `delete` action has nothing left to do
+        let _ = std::fs::remove_file(c.bundle.join(STATE_FILE));
         self.containers.lock().await.remove(&c.id);
         let exit = p.exit();
         let exit_status = exit.as_ref().map(|e| e.status).unwrap_or(UNKNOWN_EXIT);
@@ -732,7 +749,7 @@ impl Task for RunscTask {
             tracing::debug!(left, "shutdown requested while containers remain; staying up");
             return Ok(Empty::new());
         }
-        tracing::info!("no container left; shutting down");
+        tracing::info!(now = req.now, "no container left; shutting down");
         self.daemon.shutdown.notify_one();
         Ok(Empty::new())
     }

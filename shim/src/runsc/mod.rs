@@ -22,8 +22,8 @@ const MAX_MESSAGE: usize = 2048;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunscError {
-    #[error("cannot run {program}: {source}")]
-    Spawn { program: String, source: std::io::Error },
+    #[error("cannot run {program}: {err}")]
+    Spawn { program: String, err: std::io::Error },
     #[error("runsc {sub} failed ({status}): {message}")]
     Failed { sub: String, status: String, message: String },
     #[error("runsc {sub} timed out after {secs}s")]
@@ -143,7 +143,7 @@ impl Runsc {
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = self.reaper.spawn(&mut cmd).map_err(|source| RunscError::Spawn {
             program: argv.program.display().to_string(),
-            source,
+            err: source,
         })?;
         let pid = child.id();
         let mut stdout = child.stdout.take().expect("piped");
@@ -176,7 +176,7 @@ impl Runsc {
         self.reaper.untrack(pid);
         let status = status.map_err(|source| RunscError::Spawn {
             program: argv.program.display().to_string(),
-            source,
+            err: source,
         })?;
         if !status.success() {
             let mut both = err;
@@ -209,7 +209,7 @@ impl Runsc {
         cmd.stdin(to(stdio.stdin)).stdout(to(stdio.stdout)).stderr(to(stdio.stderr));
         let mut child = self.reaper.spawn(&mut cmd).map_err(|source| RunscError::Spawn {
             program: argv.program.display().to_string(),
-            source,
+            err: source,
         })?;
         // drop our copies of the container's ends now that the child has them
         drop(cmd);
@@ -226,7 +226,7 @@ impl Runsc {
         self.reaper.untrack(pid);
         let status = status.map_err(|source| RunscError::Spawn {
             program: argv.program.display().to_string(),
-            source,
+            err: source,
         })?;
         if !status.success() {
             let message = log
