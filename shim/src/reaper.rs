@@ -15,6 +15,7 @@ use nix::unistd::Pid;
 #[derive(Debug, Default)]
 pub struct Reaper {
     inner: Mutex<Inner>,
+    reaped: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default)]
@@ -51,19 +52,31 @@ impl Reaper {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).exits.get(&pid).copied()
     }
 
-    /// Wait (bounded) for the reaper to collect `pid`'s exit status.
-    pub async fn wait_exit(&self, pid: i32, limit: std::time::Duration) -> Option<i32> {
-        let deadline = tokio::time::Instant::now() + limit;
+    /// Wait for the reaper to collect `pid`'s exit status (bounded by `limit`
+    /// if given). The pid must be a child of this process that tokio does not own.
+    pub async fn wait_exit(&self, pid: i32, limit: Option<std::time::Duration>) -> Option<i32> {
+        let deadline = limit.map(|l| tokio::time::Instant::now() + l);
         loop {
+            let notified = self.reaped.notified();
             self.reap_orphans();
-            if let Some(s) = self.exit_status(pid) {
+            if let Some(s) = self.take_exit(pid) {
                 return Some(s);
             }
-            if tokio::time::Instant::now() >= deadline {
-                return None;
+            let tick = std::time::Duration::from_millis(250);
+            match deadline {
+                Some(d) if tokio::time::Instant::now() >= d => return None,
+                Some(d) => {
+                    let _ = tokio::time::timeout_at(d.min(tokio::time::Instant::now() + tick), notified).await;
+                }
+                None => {
+                    let _ = tokio::time::timeout(tick, notified).await;
+                }
             }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+    }
+
+    fn take_exit(&self, pid: i32) -> Option<i32> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).exits.remove(&pid)
     }
 
     /// Reap every zombie child that tokio does not own. Returns the reaped pids.
@@ -84,6 +97,9 @@ impl Reaper {
         }
         for &(pid, code) in &reaped {
             g.exits.insert(pid, code);
+        }
+        if !reaped.is_empty() {
+            self.reaped.notify_waiters();
         }
         // keep the table bounded
         if g.exits.len() > 4096 {

@@ -110,6 +110,15 @@ struct Container {
 }
 
 impl Container {
+    /// True for the container that is the runsc sandbox itself: a CRI pod's
+    /// sandbox container, or a container outside Kubernetes.
+    fn is_sandbox_root(&self) -> bool {
+        self.annotations
+            .get("io.kubernetes.cri.container-type")
+            .and_then(Value::as_str)
+            .is_none_or(|t| t != "container")
+    }
+
     fn process(&self, exec_id: &str) -> Result<Arc<Process>, ttrpc::Error> {
         if exec_id.is_empty() {
             return Ok(self.init.clone());
@@ -286,25 +295,24 @@ impl RunscTask {
         let events = self.daemon.events.clone();
         let reaper = self.daemon.reaper.clone();
         tokio::spawn(async move {
-            let argv = c.cli.wait(&c.id, p.internal_pid());
-            let status = match c.runsc.wait(&argv).await {
-                Ok(s) => s as u32,
-                Err(e) => {
-                    // The root container's init is the sandbox process, our
-                    // child once `runsc create` exited: its status is ours.
-                    let pid = p.pid() as i32;
-                    match (p.exec_id.is_empty() && pid > 0).then_some(()) {
-                        Some(()) => match reaper.wait_exit(pid, Duration::from_secs(2)).await {
-                            Some(s) => s as u32,
-                            None => {
-                                tracing::warn!(container = %c.id, error = %e, "runsc wait failed; reporting the process as killed");
-                                UNKNOWN_EXIT
-                            }
-                        },
-                        None => {
-                            tracing::warn!(container = %c.id, exec = %p.exec_id, error = %e, "runsc wait failed; reporting the process as killed");
-                            UNKNOWN_EXIT
-                        }
+            let pid = p.pid() as i32;
+            // Who knows the exit status: the root container's init is the
+            // sandbox process and an exec'd process is watched by the
+            // `runsc exec` that --detach leaves behind; both are our children
+            // (we are a subreaper) once their parent exited. A subcontainer's
+            // init is only known to the sandbox: ask `runsc wait`.
+            let from_reaper = pid > 0 && (!p.exec_id.is_empty() || c.is_sandbox_root());
+            let status = if from_reaper {
+                match reaper.wait_exit(pid, None).await {
+                    Some(s) => s as u32,
+                    None => UNKNOWN_EXIT,
+                }
+            } else {
+                match c.runsc.wait(&c.cli.wait(&c.id, None)).await {
+                    Ok(s) => s as u32,
+                    Err(e) => {
+                        tracing::warn!(container = %c.id, error = %e, "runsc wait failed; reporting the process as killed");
+                        UNKNOWN_EXIT
                     }
                 }
             };
