@@ -75,18 +75,40 @@ fn cri_pod_runc() {
     cri_pod_on(RUNC, Binaries::system());
 }
 
-/// (d) CRI pod on the `runsc-runc-shim` handler. containerd-shim-runc-v2 runs
-/// the pause container as a runsc sandbox and the app container as *another*
-/// runsc sandbox (the runc shim knows nothing of runsc subcontainers), which
-/// joins the pod's network namespace as runsc with `--network=none`: the pod
-/// lifecycle, ExecSync and logs work; the containers just do not share one
-/// gVisor kernel (that is what agentbox's runsc backend adds).
+/// (d) CRI pod on the `runsc-runc-shim` handler: only the pod sandbox (pause
+/// container) is exercised. An app container in that pod does NOT work through
+/// containerd-shim-runc-v2: runsc sees the CRI annotations
+/// (`io.kubernetes.cri.container-type=container`, `…sandbox-id`) and creates it
+/// as a subcontainer of the pause container's sandbox, but the runc shim's
+/// create/start flow is not what runsc's subcontainer start expects, and
+/// StartContainer hangs until the RPC times out (seen with containerd 1.6.20 +
+/// runsc 20221219). That multi-container case is exactly what agentbox's runsc
+/// backend is for; gVisor's own containerd-shim-runsc-v1 is not packaged in Debian.
 #[test]
-fn cri_pod_runsc_runc_shim() {
-    if skip_unless_root("cri_pod_runsc_runc_shim") {
+fn cri_pod_sandbox_runsc_runc_shim() {
+    if skip_unless_root("cri_pod_sandbox_runsc_runc_shim") {
         return;
     }
-    cri_pod_on(RUNSC_RUNC_SHIM, Binaries::system());
+    let ctd = Containerd::start_default().expect("start containerd");
+    let cri = ctd.cri().expect("CRI client");
+    let pod = cri.run_pod("e2e-runsc", "default", "uid-e2e-runsc", RUNSC_RUNC_SHIM, &[]).expect("RunPodSandbox");
+    let st = cri.pod_status(&pod.id).unwrap();
+    assert_eq!(st.state, agentbox_e2e::cri::v1::PodSandboxState::SandboxReady as i32, "{st:?}");
+    assert_eq!(st.runtime_handler, RUNSC_RUNC_SHIM);
+    let ip = st.network.map(|n| n.ip).unwrap_or_default();
+    assert!(ctd.network().contains(&ip), "pod IP {ip:?} not in {}", ctd.network().subnet());
+    // the pause container runs as a runsc sandbox (runc shim's Root/<namespace>)
+    let root = ctd.runsc_root().join(K8S_NAMESPACE);
+    let out = std::process::Command::new("runsc").arg("--root").arg(&root).args(["list", "-quiet"]).output().unwrap();
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(list.lines().any(|l| l.trim() == pod.id), "pod sandbox {} not in `runsc list`: {list}", pod.id);
+    cri.stop_pod(&pod.id).expect("StopPodSandbox");
+    cri.remove_pod(&pod.id).expect("RemovePodSandbox");
+    assert!(cri.list_pods().unwrap().is_empty());
+    drop(cri);
+    let (dir, bridge) = (ctd.dir().to_path_buf(), ctd.network().bridge.clone());
+    drop(ctd);
+    check_gone(&dir, &bridge);
 }
 
 fn cri_pod_on(handler: &str, binaries: Binaries) {
@@ -119,13 +141,10 @@ fn cri_pod_on(handler: &str, binaries: Binaries) {
     let r = cri.exec_sync(&id, &["sh", "-c", "exit 3"], Duration::from_secs(30)).expect("ExecSync");
     assert_eq!(r.exit_code, 3);
     let r = cri.exec_sync(&id, &["dmesg"], Duration::from_secs(30)).expect("ExecSync dmesg");
-    let gvisor = r.stdout.contains("Starting gVisor");
-    assert_eq!(gvisor, handler == RUNSC_RUNC_SHIM, "dmesg on {handler}: {r:?}");
+    assert!(!r.stdout.contains("Starting gVisor"), "dmesg on {handler}: {r:?}");
     // the pod's address is on the container's interface (pod network namespace)
     let r = cri.exec_sync(&id, &["ip", "-4", "addr"], Duration::from_secs(30)).expect("ExecSync ip");
-    if handler == RUNC {
-        assert!(r.stdout.contains(&ip), "{ip} not in {r:?}");
-    }
+    assert!(r.stdout.contains(&ip), "{ip} not in {r:?}");
 
     // logs reach the CRI log file (the echo ran before sleep; poll briefly)
     let mut text = String::new();
