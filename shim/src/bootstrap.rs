@@ -128,7 +128,10 @@ pub fn start(flags: &Flags) -> Result<()> {
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or(serde_json::Value::Null);
-    let group = grouping(&spec, &flags.id);
+    // agentbox's own socket name, distinct from the one a delegate shim
+    // computes for the same group (which would otherwise find agentbox there
+    // and forward to itself)
+    let group = format!("agentbox-{}", grouping(&spec, &flags.id));
     let address = match &socket_dir {
         Some(dir) => format!(
             "unix://{}/{}",
@@ -225,6 +228,24 @@ pub fn delete(flags: &Flags) -> Result<()> {
     };
     if let Ok(bytes) = std::fs::read(bundle.join(STATE_FILE)) {
         let st: BundleState = serde_json::from_slice(&bytes).context("cannot read agentbox state")?;
+        if let Some(delegate) = &st.delegate {
+            // shim backend: the delegate cleans up its own task and answers for it
+            let out = std::process::Command::new(delegate)
+                .args(["-namespace", &flags.namespace, "-address", &flags.address, "-id", &flags.id])
+                .args(["-bundle", &bundle.display().to_string(), "delete"])
+                .current_dir(&bundle)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .with_context(|| format!("cannot run {delegate} delete"))?;
+            let audit = crate::audit::AuditLog::new(&st.audit);
+            let subject = crate::audit::Subject::from_annotations(&flags.namespace, &flags.id, None);
+            let _ = audit.record("cleanup", &subject, serde_json::json!({"reason": "containerd deleted the task after its shim went away", "delegate": delegate}));
+            if !out.status.success() {
+                bail!("{delegate} delete failed: {}", crate::runsc::summarize(&out.stderr));
+            }
+            std::io::stdout().write_all(&out.stdout)?;
+            return Ok(());
+        }
         let root = st.root.display().to_string();
         let mut cmd = std::process::Command::new(&st.runsc);
         cmd.arg(format!("--root={root}"));

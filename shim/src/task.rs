@@ -88,6 +88,9 @@ pub struct BundleState {
     pub mask_proc_sys_net: bool,
     pub audit: PathBuf,
     pub rootfs_mounted: bool,
+    /// The delegate shim (shim backend).
+    #[serde(default)]
+    pub delegate: Option<String>,
 }
 
 struct Container {
@@ -215,6 +218,7 @@ impl RunscTask {
             mask_proc_sys_net: runsc.mask_proc_sys_net,
             audit: cfg.audit.path.clone(),
             rootfs_mounted,
+            delegate: None,
         };
         enforce::write_atomic(&bundle.join(STATE_FILE), &serde_json::to_value(&state).unwrap_or_default())
             .map_err(|e| format!("cannot write {STATE_FILE}: {e}"))?;
