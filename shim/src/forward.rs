@@ -215,7 +215,7 @@ impl ForwardTask {
 
     fn spawn_lifetime(&self, id: String, t: Arc<Tracked>) {
         let max = t.cfg.lifetime.max_seconds;
-        if max == 0 {
+        if max == 0 || crate::task::is_cri_sandbox(&t.annotations) {
             return;
         }
         let grace = t.cfg.lifetime.grace();

@@ -326,7 +326,9 @@ impl RunscTask {
 
     fn spawn_lifetime(&self, c: Arc<Container>) {
         let max = c.cfg.lifetime.max_seconds;
-        if max == 0 {
+        // the limit is for workloads: a pod's sandbox (pause) container lives
+        // as long as its pod
+        if max == 0 || is_cri_sandbox(&c.annotations) {
             return;
         }
         let grace = c.cfg.lifetime.grace();
@@ -351,6 +353,11 @@ impl RunscTask {
         });
         *c.lifetime.lock().unwrap() = Some(h);
     }
+}
+
+/// True for a CRI pod sandbox (pause) container.
+pub fn is_cri_sandbox(annotations: &Map<String, Value>) -> bool {
+    annotations.get("io.kubernetes.cri.container-type").and_then(Value::as_str) == Some("sandbox")
 }
 
 /// A short console socket path (unix socket paths are limited to 107 bytes).
