@@ -15,6 +15,10 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 work="${AGENTBOX_WORK:-$here/.work}"
 dest="$work/containerd/$suite"
 
+mkdir -p "$work/containerd"
+# one fetch at a time (parallel tests may ask for the same suite)
+exec 9>"$work/containerd/.lock"
+flock -w 600 9
 if [[ -f "$dest/.complete" && -x "$dest/usr/bin/containerd" ]]; then
   echo "fetch-containerd: $suite already at $dest ($(cat "$dest/.complete"))"
   exit 0

@@ -41,7 +41,11 @@ impl ContainerdVersion {
             .take(3)
             .map(|s| s.parse().unwrap_or(0))
             .collect();
-        Ok(Self { major: nums[0], minor: *nums.get(1).unwrap_or(&0), patch: *nums.get(2).unwrap_or(&0) })
+        Ok(Self {
+            major: nums[0],
+            minor: *nums.get(1).unwrap_or(&0),
+            patch: *nums.get(2).unwrap_or(&0),
+        })
     }
 }
 
@@ -124,7 +128,10 @@ impl Binaries {
 
     /// `containerd --version`, parsed.
     pub fn version(&self) -> Result<ContainerdVersion> {
-        let out = run_ok(Command::new(&self.containerd).arg("--version"), Duration::from_secs(20))?;
+        let out = run_ok(
+            Command::new(&self.containerd).arg("--version"),
+            Duration::from_secs(20),
+        )?;
         ContainerdVersion::parse(&out)
     }
 
@@ -147,10 +154,14 @@ mod tests {
         .unwrap();
         assert_eq!((v.major, v.minor, v.patch), (1, 6, 20));
         assert_eq!(v.config_schema(), 2);
-        let v = ContainerdVersion::parse("containerd github.com/containerd/containerd/v2 2.1.9+unknown \n").unwrap();
+        let v = ContainerdVersion::parse(
+            "containerd github.com/containerd/containerd/v2 2.1.9+unknown \n",
+        )
+        .unwrap();
         assert_eq!((v.major, v.minor, v.patch), (2, 1, 9));
         assert_eq!(v.config_schema(), 3);
-        let v = ContainerdVersion::parse("containerd github.com/containerd/containerd v1.7.24 abc").unwrap();
+        let v = ContainerdVersion::parse("containerd github.com/containerd/containerd v1.7.24 abc")
+            .unwrap();
         assert_eq!(v.minor, 7);
     }
 }

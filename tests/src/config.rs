@@ -48,7 +48,10 @@ impl RuntimeHandler {
         self
     }
 
-    pub fn container_annotations<I: IntoIterator<Item = S>, S: Into<String>>(mut self, globs: I) -> Self {
+    pub fn container_annotations<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        globs: I,
+    ) -> Self {
         self.container_annotations = globs.into_iter().map(Into::into).collect();
         self
     }
@@ -81,8 +84,14 @@ impl RuntimeHandler {
         let mut t = Table::new();
         t.insert("runtime_type".into(), self.runtime_type.clone().into());
         t.insert("pod_annotations".into(), str_array(&self.pod_annotations));
-        t.insert("container_annotations".into(), str_array(&self.container_annotations));
-        t.insert("privileged_without_host_devices".into(), self.privileged_without_host_devices.into());
+        t.insert(
+            "container_annotations".into(),
+            str_array(&self.container_annotations),
+        );
+        t.insert(
+            "privileged_without_host_devices".into(),
+            self.privileged_without_host_devices.into(),
+        );
         t.insert("options".into(), Value::Table(self.options.clone()));
         t
     }
@@ -147,15 +156,28 @@ pub fn render_config(inp: &ConfigInputs) -> String {
     root.insert("state".into(), path_str(&inp.dir.join("state")));
     root.insert("oom_score".into(), Value::Integer(0));
     tbl(&mut root, &["grpc"]).insert("address".into(), path_str(&inp.address));
-    tbl(&mut root, &["ttrpc"]).insert("address".into(), path_str(&inp.address.with_extension("sock.ttrpc")));
+    tbl(&mut root, &["ttrpc"]).insert(
+        "address".into(),
+        path_str(&inp.address.with_extension("sock.ttrpc")),
+    );
     tbl(&mut root, &["debug"]).insert("level".into(), inp.log_level.clone().into());
-    tbl(&mut root, &["plugins", "io.containerd.internal.v1.opt"]).insert("path".into(), path_str(&inp.dir.join("opt")));
-    if inp.version >= (ContainerdVersion { major: 1, minor: 7, patch: 0 }) {
+    tbl(&mut root, &["plugins", "io.containerd.internal.v1.opt"])
+        .insert("path".into(), path_str(&inp.dir.join("opt")));
+    if inp.version
+        >= (ContainerdVersion {
+            major: 1,
+            minor: 7,
+            patch: 0,
+        })
+    {
         let nri = tbl(&mut root, &["plugins", "io.containerd.nri.v1.nri"]);
         nri.insert("disable".into(), true.into());
         nri.insert("socket_path".into(), path_str(&inp.dir.join("nri.sock")));
         nri.insert("plugin_path".into(), path_str(&inp.dir.join("nri/plugins")));
-        nri.insert("plugin_config_path".into(), path_str(&inp.dir.join("nri/conf.d")));
+        nri.insert(
+            "plugin_config_path".into(),
+            path_str(&inp.dir.join("nri/conf.d")),
+        );
     }
 
     let mut runtimes = Table::new();
@@ -173,7 +195,10 @@ pub fn render_config(inp: &ConfigInputs) -> String {
         cri.insert("stream_server_port".into(), "0".into());
         let c = tbl(cri, &["containerd"]);
         c.insert("snapshotter".into(), inp.snapshotter.clone().into());
-        c.insert("default_runtime_name".into(), inp.default_handler.clone().into());
+        c.insert(
+            "default_runtime_name".into(),
+            inp.default_handler.clone().into(),
+        );
         c.insert("runtimes".into(), Value::Table(runtimes));
         let cni = tbl(cri, &["cni"]);
         cni.insert("bin_dir".into(), path_str(&inp.cni_bin_dir));
@@ -188,13 +213,19 @@ pub fn render_config(inp: &ConfigInputs) -> String {
         rt.insert("netns_mounts_under_state_dir".into(), true.into());
         rt.insert("enable_selinux".into(), false.into());
         let c = tbl(rt, &["containerd"]);
-        c.insert("default_runtime_name".into(), inp.default_handler.clone().into());
+        c.insert(
+            "default_runtime_name".into(),
+            inp.default_handler.clone().into(),
+        );
         c.insert("runtimes".into(), Value::Table(runtimes));
         let cni = tbl(rt, &["cni"]);
         if inp.version.major == 2 && inp.version.minor == 0 {
             cni.insert("bin_dir".into(), path_str(&inp.cni_bin_dir));
         } else {
-            cni.insert("bin_dirs".into(), Value::Array(vec![path_str(&inp.cni_bin_dir)]));
+            cni.insert(
+                "bin_dirs".into(),
+                Value::Array(vec![path_str(&inp.cni_bin_dir)]),
+            );
         }
         cni.insert("conf_dir".into(), path_str(&inp.cni_conf_dir));
         cni.insert("max_conf_num".into(), Value::Integer(1));
@@ -281,38 +312,72 @@ mod tests {
 
     #[test]
     fn schema2_layout() {
-        let s = render_config(&inputs(ContainerdVersion { major: 1, minor: 6, patch: 20 }));
+        let s = render_config(&inputs(ContainerdVersion {
+            major: 1,
+            minor: 6,
+            patch: 20,
+        }));
         let t: Table = toml::from_str(&s).unwrap();
         assert_eq!(t["version"].as_integer(), Some(2));
         let cri = &t["plugins"]["io.containerd.grpc.v1.cri"];
         assert_eq!(cri["restrict_oom_score_adj"].as_bool(), Some(true));
-        assert_eq!(cri["sandbox_image"].as_str(), Some("localhost/agentbox/pause:test"));
+        assert_eq!(
+            cri["sandbox_image"].as_str(),
+            Some("localhost/agentbox/pause:test")
+        );
         let ab = &cri["containerd"]["runtimes"]["agentbox"];
-        assert_eq!(ab["runtime_type"].as_str(), Some("io.containerd.agentbox.v1"));
-        assert_eq!(ab["options"]["ConfigPath"].as_str(), Some("/etc/agentbox/gvisor.toml"));
+        assert_eq!(
+            ab["runtime_type"].as_str(),
+            Some("io.containerd.agentbox.v1")
+        );
+        assert_eq!(
+            ab["options"]["ConfigPath"].as_str(),
+            Some("/etc/agentbox/gvisor.toml")
+        );
         assert_eq!(ab["pod_annotations"][0].as_str(), Some("agentbox.dev/*"));
         assert!(t["plugins"].get("io.containerd.nri.v1.nri").is_none());
     }
 
     #[test]
     fn schema3_layout() {
-        let s = render_config(&inputs(ContainerdVersion { major: 2, minor: 1, patch: 9 }));
+        let s = render_config(&inputs(ContainerdVersion {
+            major: 2,
+            minor: 1,
+            patch: 9,
+        }));
         let t: Table = toml::from_str(&s).unwrap();
         assert_eq!(t["version"].as_integer(), Some(3));
         let rt = &t["plugins"]["io.containerd.cri.v1.runtime"];
         assert_eq!(rt["restrict_oom_score_adj"].as_bool(), Some(true));
-        assert_eq!(rt["containerd"]["runtimes"]["runc"]["options"]["Root"].as_str(), Some("/tmp/x/runc"));
+        assert_eq!(
+            rt["containerd"]["runtimes"]["runc"]["options"]["Root"].as_str(),
+            Some("/tmp/x/runc")
+        );
         assert_eq!(rt["cni"]["bin_dirs"][0].as_str(), Some("/usr/lib/cni"));
         let img = &t["plugins"]["io.containerd.cri.v1.images"];
-        assert_eq!(img["pinned_images"]["sandbox"].as_str(), Some("localhost/agentbox/pause:test"));
-        assert_eq!(t["plugins"]["io.containerd.nri.v1.nri"]["disable"].as_bool(), Some(true));
+        assert_eq!(
+            img["pinned_images"]["sandbox"].as_str(),
+            Some("localhost/agentbox/pause:test")
+        );
+        assert_eq!(
+            t["plugins"]["io.containerd.nri.v1.nri"]["disable"].as_bool(),
+            Some(true)
+        );
     }
 
     #[test]
     fn conflist_is_private() {
-        let n = CniNetwork { name: "agentbox-e2e-7".into(), bridge: "abx-e2e-7".into(), index: 7 };
-        let j: serde_json::Value = serde_json::from_str(&n.conflist(Path::new("/tmp/x/ipam"))).unwrap();
-        assert_eq!(j["plugins"][0]["ipam"]["ranges"][0][0]["subnet"], "10.233.7.0/24");
+        let n = CniNetwork {
+            name: "agentbox-e2e-7".into(),
+            bridge: "abx-e2e-7".into(),
+            index: 7,
+        };
+        let j: serde_json::Value =
+            serde_json::from_str(&n.conflist(Path::new("/tmp/x/ipam"))).unwrap();
+        assert_eq!(
+            j["plugins"][0]["ipam"]["ranges"][0][0]["subnet"],
+            "10.233.7.0/24"
+        );
         assert_eq!(j["plugins"][0]["ipMasq"], false);
         assert!(n.contains("10.233.7.12"));
         assert!(!n.contains("10.233.70.12"));

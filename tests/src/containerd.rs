@@ -15,8 +15,8 @@ use crate::binaries::{Binaries, ContainerdVersion};
 use crate::config::{render_config, CniNetwork, ConfigInputs, RuntimeHandler};
 use crate::images::{busybox_image, pause_image, ImageTar, PAUSE_IMAGE};
 use crate::util::{
-    kill_pids, list_procs, pid_alive, require_bin, run_ok, run_timeout, sha256_hex, tail_file, try_flock,
-    unmount_all_under, with_descendants,
+    kill_pids, list_procs, pid_alive, require_bin, run_ok, run_timeout, sha256_hex, tail_file,
+    try_flock, unmount_all_under, with_descendants,
 };
 
 /// Namespace ctr uses by default.
@@ -161,10 +161,25 @@ impl Containerd {
 
     fn prepare(&mut self, opts: &ContainerdOptions) -> Result<()> {
         let d = &self.dir;
-        for sub in ["root", "state", "bin", "fifo", "runc", "runsc", "cni/net.d", "cni/ipam", "pod-logs", "opt"] {
+        for sub in [
+            "root",
+            "state",
+            "bin",
+            "fifo",
+            "runc",
+            "runsc",
+            "cni/net.d",
+            "cni/ipam",
+            "pod-logs",
+            "opt",
+        ] {
             fs::create_dir_all(d.join(sub))?;
         }
-        self.snapshotter = if overlay_works(d) { "overlayfs".into() } else { "native".into() };
+        self.snapshotter = if overlay_works(d) {
+            "overlayfs".into()
+        } else {
+            "native".into()
+        };
 
         require_bin(&opts.runsc, "runsc (gVisor)");
         let mut runsc = sh_quote(&opts.runsc.display().to_string());
@@ -199,7 +214,10 @@ impl Containerd {
         let mut handlers = vec![];
         if opts.default_handlers {
             handlers.push(RuntimeHandler::runc(&d.join("runc")));
-            handlers.push(RuntimeHandler::runsc_runc_shim(&self.runsc_wrapper, &d.join("runsc")));
+            handlers.push(RuntimeHandler::runsc_runc_shim(
+                &self.runsc_wrapper,
+                &d.join("runsc"),
+            ));
         }
         for h in &opts.handlers {
             handlers.retain(|x| x.name != h.name);
@@ -226,7 +244,17 @@ impl Containerd {
 
     fn spawn(&mut self, opts: &ContainerdOptions) -> Result<()> {
         let mut path: Vec<PathBuf> = opts.binaries.shim_dirs.clone();
-        path.extend(["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from));
+        path.extend(
+            [
+                "/usr/local/sbin",
+                "/usr/local/bin",
+                "/usr/sbin",
+                "/usr/bin",
+                "/sbin",
+                "/bin",
+            ]
+            .map(PathBuf::from),
+        );
         let path = std::env::join_paths(path)?;
         let log = fs::File::create(self.log_path())?;
         let mut cmd = Command::new(&opts.binaries.containerd);
@@ -241,16 +269,25 @@ impl Containerd {
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
-        self.child = Some(cmd.spawn().with_context(|| format!("spawn {}", opts.binaries.containerd.display()))?);
+        self.child = Some(
+            cmd.spawn()
+                .with_context(|| format!("spawn {}", opts.binaries.containerd.display()))?,
+        );
 
         let deadline = Instant::now() + opts.start_timeout;
         loop {
             if let Some(st) = self.child.as_mut().unwrap().try_wait()? {
-                bail!("containerd exited early ({st}); log:\n{}", self.log_tail(40));
+                bail!(
+                    "containerd exited early ({st}); log:\n{}",
+                    self.log_tail(40)
+                );
             }
             if self.address.exists() {
                 let out = run_timeout(
-                    Command::new(&self.binaries.ctr).arg("--address").arg(&self.address).arg("version"),
+                    Command::new(&self.binaries.ctr)
+                        .arg("--address")
+                        .arg(&self.address)
+                        .arg("version"),
                     Duration::from_secs(5),
                 );
                 if matches!(&out, Ok(o) if o.status.success()) {
@@ -258,7 +295,11 @@ impl Containerd {
                 }
             }
             if Instant::now() >= deadline {
-                bail!("containerd socket did not answer within {:?}; log:\n{}", opts.start_timeout, self.log_tail(40));
+                bail!(
+                    "containerd socket did not answer within {:?}; log:\n{}",
+                    opts.start_timeout,
+                    self.log_tail(40)
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -319,6 +360,15 @@ impl Containerd {
     pub fn pod_log_root(&self) -> PathBuf {
         self.dir.join("pod-logs")
     }
+    /// `<prefix>-<n>` with `n` unique to this instance among live harnesses.
+    /// Use it for ctr container ids: runsc names its control socket after the
+    /// sandbox id in the *abstract* unix namespace, shared by the whole host
+    /// network namespace, so two concurrent runsc sandboxes with the same id
+    /// collide ("creating control server socket …: address already in use").
+    pub fn unique_id(&self, prefix: &str) -> String {
+        format!("{prefix}-{}", self.network.index)
+    }
+
     /// cgroup parent for CRI pods of this instance (removed on drop).
     pub fn cgroup_parent(&self) -> String {
         format!("/agentbox-e2e-{}", self.network.index)
@@ -326,7 +376,11 @@ impl Containerd {
 
     fn ctr_cmd(&self, ns: &str, args: &[&str]) -> Command {
         let mut c = Command::new(&self.binaries.ctr);
-        c.arg("--address").arg(&self.address).arg("--namespace").arg(ns).args(args);
+        c.arg("--address")
+            .arg(&self.address)
+            .arg("--namespace")
+            .arg(ns)
+            .args(args);
         c.env("CONTAINERD_SNAPSHOTTER", &self.snapshotter);
         c
     }
@@ -343,7 +397,11 @@ impl Containerd {
             Ok(o) => o,
             Err(e) => {
                 use std::os::unix::process::ExitStatusExt;
-                Output { status: std::process::ExitStatus::from_raw(124 << 8), stdout: vec![], stderr: e.to_string().into_bytes() }
+                Output {
+                    status: std::process::ExitStatus::from_raw(124 << 8),
+                    stdout: vec![],
+                    stderr: e.to_string().into_bytes(),
+                }
             }
         }
     }
@@ -399,7 +457,8 @@ impl Containerd {
         let path = img.path.display().to_string();
         let mut args = vec!["images", "import", "--base-name", img.repo.as_str()];
         if self.version.major >= 2 {
-            // 2.x's default transfer-service import ignores --base-name
+            // the classic client-side import (as in 1.x; honours CONTAINERD_SNAPSHOTTER)
+            // rather than 2.x's default transfer-service import
             args.push("--local");
         }
         args.push(&path);
@@ -461,15 +520,31 @@ impl Containerd {
     fn graceful_stop_workloads(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         if self.cri_used.load(Ordering::SeqCst) {
-            if let Ok(cri) = crate::cri::Cri::connect(&self.address, self.pod_log_root(), self.cgroup_parent()) {
+            if let Ok(cri) =
+                crate::cri::Cri::connect(&self.address, self.pod_log_root(), self.cgroup_parent())
+            {
                 cri.remove_all_pods(Duration::from_secs(40));
             }
         }
-        let quick = |ns: &str, args: &[&str]| run_timeout(&mut self.ctr_cmd(ns, args), Duration::from_secs(15));
-        let Ok(nss) = quick(DEFAULT_NAMESPACE, &["namespaces", "ls", "-q"]) else { return };
-        for ns in String::from_utf8_lossy(&nss.stdout).lines().map(str::trim).filter(|s| !s.is_empty()) {
-            let Ok(tasks) = quick(ns, &["tasks", "ls", "-q"]) else { continue };
-            for id in String::from_utf8_lossy(&tasks.stdout).lines().map(str::trim).filter(|s| !s.is_empty()) {
+        let quick = |ns: &str, args: &[&str]| {
+            run_timeout(&mut self.ctr_cmd(ns, args), Duration::from_secs(15))
+        };
+        let Ok(nss) = quick(DEFAULT_NAMESPACE, &["namespaces", "ls", "-q"]) else {
+            return;
+        };
+        for ns in String::from_utf8_lossy(&nss.stdout)
+            .lines()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            let Ok(tasks) = quick(ns, &["tasks", "ls", "-q"]) else {
+                continue;
+            };
+            for id in String::from_utf8_lossy(&tasks.stdout)
+                .lines()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+            {
                 if Instant::now() >= deadline {
                     return;
                 }
@@ -477,7 +552,11 @@ impl Containerd {
                 let _ = quick(ns, &["tasks", "delete", "--force", id]);
             }
             if let Ok(cs) = quick(ns, &["containers", "ls", "-q"]) {
-                for id in String::from_utf8_lossy(&cs.stdout).lines().map(str::trim).filter(|s| !s.is_empty()) {
+                for id in String::from_utf8_lossy(&cs.stdout)
+                    .lines()
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                {
                     if Instant::now() >= deadline {
                         return;
                     }
@@ -488,7 +567,9 @@ impl Containerd {
     }
 
     fn stop_daemon(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         if let Ok(None) = child.try_wait() {
             // SAFETY: signalling our own child by pid.
             unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -513,13 +594,23 @@ impl Containerd {
         // Shim sockets live in containerd's hard-coded /run/containerd/s/<sha256(address/ns/id)>;
         // a killed shim cannot remove its own.
         for p in infos {
-            if !p.cmdline.first().is_some_and(|c| c.contains("containerd-shim")) {
+            if !p
+                .cmdline
+                .first()
+                .is_some_and(|c| c.contains("containerd-shim"))
+            {
                 continue;
             }
             let arg = |name: &str| {
-                p.cmdline.iter().position(|a| a == name).and_then(|i| p.cmdline.get(i + 1)).cloned()
+                p.cmdline
+                    .iter()
+                    .position(|a| a == name)
+                    .and_then(|i| p.cmdline.get(i + 1))
+                    .cloned()
             };
-            if let (Some(ns), Some(id), Some(addr)) = (arg("-namespace"), arg("-id"), arg("-address")) {
+            if let (Some(ns), Some(id), Some(addr)) =
+                (arg("-namespace"), arg("-id"), arg("-address"))
+            {
                 let h = sha256_hex(format!("{addr}/{ns}/{id}").as_bytes());
                 let _ = fs::remove_file(format!("/run/containerd/s/{h}"));
             }
@@ -538,7 +629,10 @@ impl Containerd {
     }
 
     fn remove_bridge(&self) {
-        if Path::new("/sys/class/net").join(&self.network.bridge).exists() {
+        if Path::new("/sys/class/net")
+            .join(&self.network.bridge)
+            .exists()
+        {
             let _ = run_timeout(
                 Command::new("ip").args(["link", "del", &self.network.bridge]),
                 Duration::from_secs(10),
@@ -555,7 +649,10 @@ impl Containerd {
         self.kill_leftovers();
         let left = unmount_all_under(&self.dir);
         if !left.is_empty() {
-            eprintln!("agentbox-e2e: still mounted under {}: {left:?}", self.dir.display());
+            eprintln!(
+                "agentbox-e2e: still mounted under {}: {left:?}",
+                self.dir.display()
+            );
         }
         self.remove_bridge();
         self.remove_cgroups();
@@ -593,7 +690,9 @@ fn rmdir_tree(p: &Path) {
 }
 
 fn sh_quote(s: &str) -> String {
-    if s.chars().all(|c| c.is_ascii_alphanumeric() || "-_=./,:".contains(c)) {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_=./,:".contains(c))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
@@ -603,17 +702,40 @@ fn sh_quote(s: &str) -> String {
 /// Does an overlay mount work under `dir`? (Decides overlayfs vs native.)
 fn overlay_works(dir: &Path) -> bool {
     let base = dir.join("overlay-probe");
-    let (l, u, w, m) = (base.join("l"), base.join("u"), base.join("w"), base.join("m"));
+    let (l, u, w, m) = (
+        base.join("l"),
+        base.join("u"),
+        base.join("w"),
+        base.join("m"),
+    );
     for d in [&l, &u, &w, &m] {
         if fs::create_dir_all(d).is_err() {
             return false;
         }
     }
-    let opts = format!("lowerdir={},upperdir={},workdir={}", l.display(), u.display(), w.display());
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        l.display(),
+        u.display(),
+        w.display()
+    );
     let c = |s: &str| CString::new(s).unwrap();
-    let (src, tgt, fst, data) = (c("overlay"), c(&m.display().to_string()), c("overlay"), c(&opts));
+    let (src, tgt, fst, data) = (
+        c("overlay"),
+        c(&m.display().to_string()),
+        c("overlay"),
+        c(&opts),
+    );
     // SAFETY: valid C strings; the mount is undone right after.
-    let ok = unsafe { libc::mount(src.as_ptr(), tgt.as_ptr(), fst.as_ptr(), 0, data.as_ptr() as *const _) } == 0;
+    let ok = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            tgt.as_ptr(),
+            fst.as_ptr(),
+            0,
+            data.as_ptr() as *const _,
+        )
+    } == 0;
     if ok {
         // SAFETY: as above.
         unsafe { libc::umount2(tgt.as_ptr(), libc::MNT_DETACH) };
@@ -629,14 +751,25 @@ fn alloc_network() -> Result<(CniNetwork, fs::File)> {
     let lock_dir = std::env::temp_dir().join("agentbox-e2e-locks");
     fs::create_dir_all(&lock_dir)?;
     let used = {
-        let a = run_ok(Command::new("ip").args(["-o", "-4", "addr", "show"]), Duration::from_secs(10)).unwrap_or_default();
-        let r = run_ok(Command::new("ip").args(["-4", "route", "show", "table", "all"]), Duration::from_secs(10)).unwrap_or_default();
+        let a = run_ok(
+            Command::new("ip").args(["-o", "-4", "addr", "show"]),
+            Duration::from_secs(10),
+        )
+        .unwrap_or_default();
+        let r = run_ok(
+            Command::new("ip").args(["-4", "route", "show", "table", "all"]),
+            Duration::from_secs(10),
+        )
+        .unwrap_or_default();
         a + &r
     };
-    let start = (std::process::id() as usize * 7 + COUNTER.load(Ordering::SeqCst) as usize * 13) % 250;
+    let start =
+        (std::process::id() as usize * 7 + COUNTER.load(Ordering::SeqCst) as usize * 13) % 250;
     for k in 0..250 {
         let index = (1 + (start + k) % 250) as u8;
-        let Some(lock) = try_flock(&lock_dir.join(format!("net-{index}.lock")))? else { continue };
+        let Some(lock) = try_flock(&lock_dir.join(format!("net-{index}.lock")))? else {
+            continue;
+        };
         let net = CniNetwork {
             name: format!("agentbox-e2e-{index}"),
             bridge: format!("abx-e2e-{index}"),
@@ -644,7 +777,10 @@ fn alloc_network() -> Result<(CniNetwork, fs::File)> {
         };
         let stale = Path::new("/sys/class/net").join(&net.bridge).exists();
         if stale {
-            let _ = run_timeout(Command::new("ip").args(["link", "del", &net.bridge]), Duration::from_secs(10));
+            let _ = run_timeout(
+                Command::new("ip").args(["link", "del", &net.bridge]),
+                Duration::from_secs(10),
+            );
         }
         if !stale && used.contains(&format!("10.233.{index}.")) {
             continue;
@@ -657,5 +793,7 @@ fn alloc_network() -> Result<(CniNetwork, fs::File)> {
 /// True when no process of the harness with this dir is left (for tests of the harness).
 pub fn no_process_mentions(dir: &Path) -> bool {
     let needle = dir.display().to_string();
-    list_procs().iter().all(|p| !p.cmdline.iter().any(|a| a.contains(&needle)) || !pid_alive(p.pid))
+    list_procs()
+        .iter()
+        .all(|p| !p.cmdline.iter().any(|a| a.contains(&needle)) || !pid_alive(p.pid))
 }

@@ -45,7 +45,11 @@ pub struct ContainerSpec {
 
 impl ContainerSpec {
     pub fn new(name: impl Into<String>, image: impl Into<String>) -> Self {
-        Self { name: name.into(), image: image.into(), ..Default::default() }
+        Self {
+            name: name.into(),
+            image: image.into(),
+            ..Default::default()
+        }
     }
     pub fn command<I: IntoIterator<Item = S>, S: Into<String>>(mut self, c: I) -> Self {
         self.command = c.into_iter().map(Into::into).collect();
@@ -64,7 +68,12 @@ impl ContainerSpec {
         self
     }
     /// Bind mount `host` at `container` (read-only if `readonly`).
-    pub fn mount(mut self, host: impl AsRef<Path>, container: impl Into<String>, readonly: bool) -> Self {
+    pub fn mount(
+        mut self,
+        host: impl AsRef<Path>,
+        container: impl Into<String>,
+        readonly: bool,
+    ) -> Self {
         self.mounts.push(cri::Mount {
             host_path: host.as_ref().display().to_string(),
             container_path: container.into(),
@@ -112,20 +121,23 @@ impl Cri {
             .enable_all()
             .build()?;
         let path = socket.to_path_buf();
-        let channel = rt.block_on(async move {
-            // The URI is ignored: the connector always dials the unix socket.
-            Endpoint::try_from("http://[::1]:50051")?
-                .connect_timeout(Duration::from_secs(10))
-                .connect_with_connector(tower::service_fn(move |_: Uri| {
-                    let path = path.clone();
-                    async move {
-                        Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
-                    }
-                }))
-                .await
-                .map_err(anyhow::Error::from)
-        })
-        .with_context(|| format!("connect CRI at {}", socket.display()))?;
+        let channel = rt
+            .block_on(async move {
+                // The URI is ignored: the connector always dials the unix socket.
+                Endpoint::try_from("http://[::1]:50051")?
+                    .connect_timeout(Duration::from_secs(10))
+                    .connect_with_connector(tower::service_fn(move |_: Uri| {
+                        let path = path.clone();
+                        async move {
+                            Ok::<_, std::io::Error>(TokioIo::new(
+                                tokio::net::UnixStream::connect(path).await?,
+                            ))
+                        }
+                    }))
+                    .await
+                    .map_err(anyhow::Error::from)
+            })
+            .with_context(|| format!("connect CRI at {}", socket.display()))?;
         Ok(Self {
             rt,
             runtime: RuntimeServiceClient::new(channel.clone()),
@@ -168,14 +180,23 @@ impl Cri {
     /// `Version`: (runtime name, runtime version, API version).
     pub fn version(&self) -> Result<(String, String, String)> {
         let r = self.call("Version", self.rpc_timeout, |mut c| async move {
-            c.version(cri::VersionRequest { version: "v1".into() }).await
+            c.version(cri::VersionRequest {
+                version: "v1".into(),
+            })
+            .await
         })?;
         Ok((r.runtime_name, r.runtime_version, r.runtime_api_version))
     }
 
     /// The PodSandboxConfig `run_pod` uses: metadata, hostname, log directory,
     /// cgroup parent, pod-level network/pid/ipc namespaces, annotations.
-    pub fn pod_config(&self, name: &str, namespace: &str, uid: &str, annotations: &[(&str, &str)]) -> cri::PodSandboxConfig {
+    pub fn pod_config(
+        &self,
+        name: &str,
+        namespace: &str,
+        uid: &str,
+        annotations: &[(&str, &str)],
+    ) -> cri::PodSandboxConfig {
         let log_dir = self.log_root.join(format!("{namespace}_{name}_{uid}"));
         cri::PodSandboxConfig {
             metadata: Some(cri::PodSandboxMetadata {
@@ -187,7 +208,10 @@ impl Cri {
             hostname: name.into(),
             log_directory: log_dir.display().to_string(),
             labels: [("io.kubernetes.pod.name".to_string(), name.to_string())].into(),
-            annotations: annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            annotations: annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             linux: Some(cri::LinuxPodSandboxConfig {
                 cgroup_parent: format!("{}/pod{}", self.cgroup_root, uid),
                 security_context: Some(cri::LinuxSandboxSecurityContext {
@@ -206,7 +230,14 @@ impl Cri {
     }
 
     /// RunPodSandbox with the default pod config on `handler`.
-    pub fn run_pod(&self, name: &str, namespace: &str, uid: &str, handler: &str, annotations: &[(&str, &str)]) -> Result<Pod> {
+    pub fn run_pod(
+        &self,
+        name: &str,
+        namespace: &str,
+        uid: &str,
+        handler: &str,
+        annotations: &[(&str, &str)],
+    ) -> Result<Pod> {
         self.run_pod_with_config(self.pod_config(name, namespace, uid, annotations), handler)
     }
 
@@ -216,20 +247,42 @@ impl Cri {
         if !config.log_directory.is_empty() {
             std::fs::create_dir_all(&log_directory)?;
         }
-        let req = cri::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: handler.into() };
-        let r = self.call("RunPodSandbox", self.rpc_timeout, |mut c| async move { c.run_pod_sandbox(req).await })?;
-        Ok(Pod { id: r.pod_sandbox_id, config, log_directory })
+        let req = cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: handler.into(),
+        };
+        let r = self.call("RunPodSandbox", self.rpc_timeout, |mut c| async move {
+            c.run_pod_sandbox(req).await
+        })?;
+        Ok(Pod {
+            id: r.pod_sandbox_id,
+            config,
+            log_directory,
+        })
     }
 
     /// CreateContainer (log_path `<name>.log` in the pod's log directory).
     pub fn create_container(&self, pod: &Pod, spec: &ContainerSpec) -> Result<String> {
         let config = cri::ContainerConfig {
-            metadata: Some(cri::ContainerMetadata { name: spec.name.clone(), attempt: 0 }),
-            image: Some(cri::ImageSpec { image: spec.image.clone(), ..Default::default() }),
+            metadata: Some(cri::ContainerMetadata {
+                name: spec.name.clone(),
+                attempt: 0,
+            }),
+            image: Some(cri::ImageSpec {
+                image: spec.image.clone(),
+                ..Default::default()
+            }),
             command: spec.command.clone(),
             args: spec.args.clone(),
             working_dir: spec.working_dir.clone(),
-            envs: spec.envs.iter().map(|(k, v)| cri::KeyValue { key: k.clone(), value: v.clone() }).collect(),
+            envs: spec
+                .envs
+                .iter()
+                .map(|(k, v)| cri::KeyValue {
+                    key: k.clone(),
+                    value: v.clone(),
+                })
+                .collect(),
             mounts: spec.mounts.clone(),
             labels: spec.labels.clone(),
             annotations: spec.annotations.clone(),
@@ -242,18 +295,30 @@ impl Cri {
     }
 
     /// CreateContainer with a caller-made ContainerConfig.
-    pub fn create_container_with_config(&self, pod: &Pod, config: cri::ContainerConfig) -> Result<String> {
+    pub fn create_container_with_config(
+        &self,
+        pod: &Pod,
+        config: cri::ContainerConfig,
+    ) -> Result<String> {
         let req = cri::CreateContainerRequest {
             pod_sandbox_id: pod.id.clone(),
             config: Some(config),
             sandbox_config: Some(pod.config.clone()),
         };
-        Ok(self.call("CreateContainer", self.rpc_timeout, |mut c| async move { c.create_container(req).await })?.container_id)
+        Ok(self
+            .call("CreateContainer", self.rpc_timeout, |mut c| async move {
+                c.create_container(req).await
+            })?
+            .container_id)
     }
 
     pub fn start(&self, id: &str) -> Result<()> {
-        let req = cri::StartContainerRequest { container_id: id.into() };
-        self.call("StartContainer", self.rpc_timeout, |mut c| async move { c.start_container(req).await })?;
+        let req = cri::StartContainerRequest {
+            container_id: id.into(),
+        };
+        self.call("StartContainer", self.rpc_timeout, |mut c| async move {
+            c.start_container(req).await
+        })?;
         Ok(())
     }
 
@@ -264,7 +329,11 @@ impl Cri {
             cmd: cmd.iter().map(|s| s.to_string()).collect(),
             timeout: timeout.as_secs().max(1) as i64,
         };
-        let r = self.call("ExecSync", timeout + Duration::from_secs(30), |mut c| async move { c.exec_sync(req).await })?;
+        let r = self.call(
+            "ExecSync",
+            timeout + Duration::from_secs(30),
+            |mut c| async move { c.exec_sync(req).await },
+        )?;
         Ok(ExecResult {
             exit_code: r.exit_code,
             stdout: String::from_utf8_lossy(&r.stdout).into_owned(),
@@ -273,57 +342,101 @@ impl Cri {
     }
 
     pub fn container_status(&self, id: &str) -> Result<cri::ContainerStatus> {
-        let req = cri::ContainerStatusRequest { container_id: id.into(), verbose: false };
-        self.call("ContainerStatus", self.rpc_timeout, |mut c| async move { c.container_status(req).await })?
-            .status
-            .context("ContainerStatus without status")
+        let req = cri::ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: false,
+        };
+        self.call("ContainerStatus", self.rpc_timeout, |mut c| async move {
+            c.container_status(req).await
+        })?
+        .status
+        .context("ContainerStatus without status")
     }
 
     pub fn pod_status(&self, pod_id: &str) -> Result<cri::PodSandboxStatus> {
-        let req = cri::PodSandboxStatusRequest { pod_sandbox_id: pod_id.into(), verbose: false };
-        self.call("PodSandboxStatus", self.rpc_timeout, |mut c| async move { c.pod_sandbox_status(req).await })?
-            .status
-            .context("PodSandboxStatus without status")
+        let req = cri::PodSandboxStatusRequest {
+            pod_sandbox_id: pod_id.into(),
+            verbose: false,
+        };
+        self.call("PodSandboxStatus", self.rpc_timeout, |mut c| async move {
+            c.pod_sandbox_status(req).await
+        })?
+        .status
+        .context("PodSandboxStatus without status")
     }
 
     /// The pod's primary IP as CRI reports it ("" if none).
     pub fn pod_ip(&self, pod_id: &str) -> Result<String> {
-        Ok(self.pod_status(pod_id)?.network.map(|n| n.ip).unwrap_or_default())
+        Ok(self
+            .pod_status(pod_id)?
+            .network
+            .map(|n| n.ip)
+            .unwrap_or_default())
     }
 
     pub fn list_pods(&self) -> Result<Vec<cri::PodSandbox>> {
         let req = cri::ListPodSandboxRequest { filter: None };
-        Ok(self.call("ListPodSandbox", self.rpc_timeout, |mut c| async move { c.list_pod_sandbox(req).await })?.items)
+        Ok(self
+            .call("ListPodSandbox", self.rpc_timeout, |mut c| async move {
+                c.list_pod_sandbox(req).await
+            })?
+            .items)
     }
 
     pub fn list_containers(&self, pod_id: Option<&str>) -> Result<Vec<cri::Container>> {
-        let filter = pod_id.map(|p| cri::ContainerFilter { pod_sandbox_id: p.into(), ..Default::default() });
+        let filter = pod_id.map(|p| cri::ContainerFilter {
+            pod_sandbox_id: p.into(),
+            ..Default::default()
+        });
         let req = cri::ListContainersRequest { filter };
-        Ok(self.call("ListContainers", self.rpc_timeout, |mut c| async move { c.list_containers(req).await })?.containers)
+        Ok(self
+            .call("ListContainers", self.rpc_timeout, |mut c| async move {
+                c.list_containers(req).await
+            })?
+            .containers)
     }
 
     /// StopContainer with a grace period of `grace` (SIGTERM, then SIGKILL).
     pub fn stop_container(&self, id: &str, grace: Duration) -> Result<()> {
-        let req = cri::StopContainerRequest { container_id: id.into(), timeout: grace.as_secs() as i64 };
-        self.call("StopContainer", self.rpc_timeout + grace, |mut c| async move { c.stop_container(req).await })?;
+        let req = cri::StopContainerRequest {
+            container_id: id.into(),
+            timeout: grace.as_secs() as i64,
+        };
+        self.call(
+            "StopContainer",
+            self.rpc_timeout + grace,
+            |mut c| async move { c.stop_container(req).await },
+        )?;
         Ok(())
     }
 
     pub fn remove_container(&self, id: &str) -> Result<()> {
-        let req = cri::RemoveContainerRequest { container_id: id.into() };
-        self.call("RemoveContainer", self.rpc_timeout, |mut c| async move { c.remove_container(req).await })?;
+        let req = cri::RemoveContainerRequest {
+            container_id: id.into(),
+        };
+        self.call("RemoveContainer", self.rpc_timeout, |mut c| async move {
+            c.remove_container(req).await
+        })?;
         Ok(())
     }
 
     pub fn stop_pod(&self, pod_id: &str) -> Result<()> {
-        let req = cri::StopPodSandboxRequest { pod_sandbox_id: pod_id.into() };
-        self.call("StopPodSandbox", self.rpc_timeout, |mut c| async move { c.stop_pod_sandbox(req).await })?;
+        let req = cri::StopPodSandboxRequest {
+            pod_sandbox_id: pod_id.into(),
+        };
+        self.call("StopPodSandbox", self.rpc_timeout, |mut c| async move {
+            c.stop_pod_sandbox(req).await
+        })?;
         Ok(())
     }
 
     pub fn remove_pod(&self, pod_id: &str) -> Result<()> {
-        let req = cri::RemovePodSandboxRequest { pod_sandbox_id: pod_id.into() };
-        self.call("RemovePodSandbox", self.rpc_timeout, |mut c| async move { c.remove_pod_sandbox(req).await })?;
+        let req = cri::RemovePodSandboxRequest {
+            pod_sandbox_id: pod_id.into(),
+        };
+        self.call("RemovePodSandbox", self.rpc_timeout, |mut c| async move {
+            c.remove_pod_sandbox(req).await
+        })?;
         Ok(())
     }
 
@@ -336,7 +449,10 @@ impl Cri {
                 return Ok(st.exit_code);
             }
             if Instant::now() >= deadline {
-                bail!("container {id} still in state {} after {timeout:?}", st.state);
+                bail!(
+                    "container {id} still in state {} after {timeout:?}",
+                    st.state
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -355,21 +471,37 @@ impl Cri {
     }
 
     /// The text of a container's log, one stream (`stdout`/`stderr`) or both (`None`).
-    pub fn container_log_text(&self, pod: &Pod, container_name: &str, stream: Option<&str>) -> Result<String> {
+    pub fn container_log_text(
+        &self,
+        pod: &Pod,
+        container_name: &str,
+        stream: Option<&str>,
+    ) -> Result<String> {
         Ok(self
             .container_logs(pod, container_name)?
             .into_iter()
-            .filter(|l| stream.map_or(true, |s| s == l.stream))
+            .filter(|l| match stream {
+                None => true,
+                Some(s) => s == l.stream,
+            })
             .map(|l| l.text + "\n")
             .collect())
     }
 
     /// ImageStatus: is `image` known to CRI?
     pub fn image_present(&self, image: &str) -> Result<bool> {
-        let req = cri::ImageStatusRequest { image: Some(cri::ImageSpec { image: image.into(), ..Default::default() }), verbose: false };
+        let req = cri::ImageStatusRequest {
+            image: Some(cri::ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
+            verbose: false,
+        };
         let mut c = self.images.clone();
         let t = self.rpc_timeout;
-        let r = self.rt.block_on(async move { tokio::time::timeout(t, c.image_status(req)).await });
+        let r = self
+            .rt
+            .block_on(async move { tokio::time::timeout(t, c.image_status(req)).await });
         match r {
             Err(_) => bail!("CRI ImageStatus timed out"),
             Ok(Err(s)) => bail!("CRI ImageStatus: {:?}: {}", s.code(), s.message()),
@@ -389,13 +521,22 @@ impl Cri {
         if let Ok(cs) = self.list_containers(None) {
             for c in cs {
                 with_bound(&|| {
-                    let req = cri::StopContainerRequest { container_id: c.id.clone(), timeout: 0 };
-                    self.call("StopContainer", short, |mut cl| async move { cl.stop_container(req).await })?;
+                    let req = cri::StopContainerRequest {
+                        container_id: c.id.clone(),
+                        timeout: 0,
+                    };
+                    self.call("StopContainer", short, |mut cl| async move {
+                        cl.stop_container(req).await
+                    })?;
                     Ok(())
                 });
                 with_bound(&|| {
-                    let req = cri::RemoveContainerRequest { container_id: c.id.clone() };
-                    self.call("RemoveContainer", short, |mut cl| async move { cl.remove_container(req).await })?;
+                    let req = cri::RemoveContainerRequest {
+                        container_id: c.id.clone(),
+                    };
+                    self.call("RemoveContainer", short, |mut cl| async move {
+                        cl.remove_container(req).await
+                    })?;
                     Ok(())
                 });
             }
@@ -403,13 +544,21 @@ impl Cri {
         if let Ok(ps) = self.list_pods() {
             for p in ps {
                 with_bound(&|| {
-                    let req = cri::StopPodSandboxRequest { pod_sandbox_id: p.id.clone() };
-                    self.call("StopPodSandbox", short, |mut cl| async move { cl.stop_pod_sandbox(req).await })?;
+                    let req = cri::StopPodSandboxRequest {
+                        pod_sandbox_id: p.id.clone(),
+                    };
+                    self.call("StopPodSandbox", short, |mut cl| async move {
+                        cl.stop_pod_sandbox(req).await
+                    })?;
                     Ok(())
                 });
                 with_bound(&|| {
-                    let req = cri::RemovePodSandboxRequest { pod_sandbox_id: p.id.clone() };
-                    self.call("RemovePodSandbox", short, |mut cl| async move { cl.remove_pod_sandbox(req).await })?;
+                    let req = cri::RemovePodSandboxRequest {
+                        pod_sandbox_id: p.id.clone(),
+                    };
+                    self.call("RemovePodSandbox", short, |mut cl| async move {
+                        cl.remove_pod_sandbox(req).await
+                    })?;
                     Ok(())
                 });
             }
@@ -424,7 +573,9 @@ pub fn parse_cri_log(s: &str) -> Vec<LogLine> {
     let mut partial: HashMap<String, String> = HashMap::new();
     for line in s.lines() {
         let mut it = line.splitn(4, ' ');
-        let (Some(time), Some(stream), Some(tag)) = (it.next(), it.next(), it.next()) else { continue };
+        let (Some(time), Some(stream), Some(tag)) = (it.next(), it.next(), it.next()) else {
+            continue;
+        };
         let text = it.next().unwrap_or("");
         let acc = partial.entry(stream.to_string()).or_default();
         acc.push_str(text);
@@ -432,7 +583,11 @@ pub fn parse_cri_log(s: &str) -> Vec<LogLine> {
             continue;
         }
         let text = std::mem::take(acc);
-        out.push(LogLine { time: time.into(), stream: stream.into(), text });
+        out.push(LogLine {
+            time: time.into(),
+            stream: stream.into(),
+            text,
+        });
     }
     out
 }
@@ -447,7 +602,14 @@ mod tests {
         let l = parse_cri_log(s);
         assert_eq!(l.len(), 3);
         assert_eq!(l[0].text, "hello");
-        assert_eq!(l[1], LogLine { time: "2024-01-01T00:00:00.3Z".into(), stream: "stderr".into(), text: "partial".into() });
+        assert_eq!(
+            l[1],
+            LogLine {
+                time: "2024-01-01T00:00:00.3Z".into(),
+                stream: "stderr".into(),
+                text: "partial".into()
+            }
+        );
         assert_eq!(l[2].text, "");
     }
 }

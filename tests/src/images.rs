@@ -48,7 +48,13 @@ fn tool_version(cmd: &str, arg: &str) -> String {
     Command::new(cmd)
         .arg(arg)
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
         .unwrap_or_default()
 }
 
@@ -57,44 +63,95 @@ pub fn busybox_image() -> Result<ImageTar> {
     let busybox = Path::new("/bin/busybox");
     require_bin(busybox, "busybox-static");
     let bytes = std::fs::read(busybox)?;
-    let key = sha256_hex(format!("{RECIPE}\0busybox\0{}\0{}", sha256_hex(&bytes), tool_version("umoci", "--version")).as_bytes());
-    let path = cached_build("busybox", &key[..16], |rootfs| {
-        for d in ["bin", "etc", "tmp", "proc", "sys", "dev", "root", "var", "run", "home"] {
-            std::fs::create_dir_all(rootfs.join(d))?;
-        }
-        std::fs::set_permissions(rootfs.join("tmp"), std::fs::Permissions::from_mode(0o1777))?;
-        std::fs::copy(busybox, rootfs.join("bin/busybox"))?;
-        std::fs::set_permissions(rootfs.join("bin/busybox"), std::fs::Permissions::from_mode(0o755))?;
-        let list = run_ok(Command::new(busybox).arg("--list"), Duration::from_secs(10))?;
-        for applet in list.lines().map(str::trim).filter(|a| !a.is_empty() && *a != "busybox") {
-            let _ = symlink("busybox", rootfs.join("bin").join(applet));
-        }
-        std::fs::write(
+    let key = sha256_hex(
+        format!(
+            "{RECIPE}\0busybox\0{}\0{}",
+            sha256_hex(&bytes),
+            tool_version("umoci", "--version")
+        )
+        .as_bytes(),
+    );
+    let path = cached_build(
+        "busybox",
+        &key[..16],
+        |rootfs| {
+            for d in [
+                "bin", "etc", "tmp", "proc", "sys", "dev", "root", "var", "run", "home",
+            ] {
+                std::fs::create_dir_all(rootfs.join(d))?;
+            }
+            std::fs::set_permissions(rootfs.join("tmp"), std::fs::Permissions::from_mode(0o1777))?;
+            std::fs::copy(busybox, rootfs.join("bin/busybox"))?;
+            std::fs::set_permissions(
+                rootfs.join("bin/busybox"),
+                std::fs::Permissions::from_mode(0o755),
+            )?;
+            let list = run_ok(Command::new(busybox).arg("--list"), Duration::from_secs(10))?;
+            for applet in list
+                .lines()
+                .map(str::trim)
+                .filter(|a| !a.is_empty() && *a != "busybox")
+            {
+                let _ = symlink("busybox", rootfs.join("bin").join(applet));
+            }
+            std::fs::write(
             rootfs.join("etc/passwd"),
             "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
         )?;
-        std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
-        Ok(())
-    }, BUSYBOX_TAG, &["--config.cmd", "sh", "--config.env", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"])?;
-    Ok(ImageTar { path, repo: BUSYBOX_REPO.into(), name: BUSYBOX_IMAGE.into() })
+            std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
+            Ok(())
+        },
+        BUSYBOX_TAG,
+        &[
+            "--config.cmd",
+            "sh",
+            "--config.env",
+            "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+        ],
+    )?;
+    Ok(ImageTar {
+        path,
+        repo: BUSYBOX_REPO.into(),
+        name: BUSYBOX_IMAGE.into(),
+    })
 }
 
 /// Builds (or reuses) the pause image: a static C `pause` as `/pause`, entrypoint `/pause`.
 pub fn pause_image() -> Result<ImageTar> {
     let gcc = crate::util::which("gcc").unwrap_or_else(|| PathBuf::from("/usr/bin/gcc"));
     require_bin(&gcc, "gcc (to build the static pause binary)");
-    let key = sha256_hex(format!("{RECIPE}\0pause\0{PAUSE_C}\0{}\0{}", tool_version("gcc", "--version"), tool_version("umoci", "--version")).as_bytes());
-    let path = cached_build("pause", &key[..16], |rootfs| {
-        let src = rootfs.parent().unwrap().join("pause.c");
-        std::fs::write(&src, PAUSE_C)?;
-        run_ok(
-            Command::new(&gcc).args(["-static", "-O2", "-s", "-o"]).arg(rootfs.join("pause")).arg(&src),
-            Duration::from_secs(120),
-        )?;
-        std::fs::remove_file(&src)?;
-        Ok(())
-    }, PAUSE_TAG, &["--clear=config.cmd", "--config.entrypoint", "/pause"])?;
-    Ok(ImageTar { path, repo: PAUSE_REPO.into(), name: PAUSE_IMAGE.into() })
+    let key = sha256_hex(
+        format!(
+            "{RECIPE}\0pause\0{PAUSE_C}\0{}\0{}",
+            tool_version("gcc", "--version"),
+            tool_version("umoci", "--version")
+        )
+        .as_bytes(),
+    );
+    let path = cached_build(
+        "pause",
+        &key[..16],
+        |rootfs| {
+            let src = rootfs.parent().unwrap().join("pause.c");
+            std::fs::write(&src, PAUSE_C)?;
+            run_ok(
+                Command::new(&gcc)
+                    .args(["-static", "-O2", "-s", "-o"])
+                    .arg(rootfs.join("pause"))
+                    .arg(&src),
+                Duration::from_secs(120),
+            )?;
+            std::fs::remove_file(&src)?;
+            Ok(())
+        },
+        PAUSE_TAG,
+        &["--clear=config.cmd", "--config.entrypoint", "/pause"],
+    )?;
+    Ok(ImageTar {
+        path,
+        repo: PAUSE_REPO.into(),
+        name: PAUSE_IMAGE.into(),
+    })
 }
 
 /// `<images>/<name>-<key>.tar`, built once under a lock: umoci init/new/unpack,
@@ -116,23 +173,48 @@ fn cached_build(
         return Ok(out);
     }
     require_bin(Path::new("/usr/bin/umoci"), "umoci");
-    let tmp = tempfile::Builder::new().prefix(&format!("build-{name}-")).tempdir_in(&dir)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("build-{name}-"))
+        .tempdir_in(&dir)?;
     let layout = tmp.path().join("layout");
     let bundle = tmp.path().join("bundle");
     let image = format!("{}:{tag}", layout.display());
     let t = Duration::from_secs(120);
-    run_ok(Command::new("umoci").args(["init", "--layout"]).arg(&layout), t)?;
+    run_ok(
+        Command::new("umoci")
+            .args(["init", "--layout"])
+            .arg(&layout),
+        t,
+    )?;
     run_ok(Command::new("umoci").args(["new", "--image", &image]), t)?;
-    run_ok(Command::new("umoci").args(["unpack", "--image", &image]).arg(&bundle), t)?;
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--image", &image])
+            .arg(&bundle),
+        t,
+    )?;
     fill(&bundle.join("rootfs")).with_context(|| format!("fill {name} rootfs"))?;
-    run_ok(Command::new("umoci").args(["repack", "--image", &image]).arg(&bundle), t)?;
+    run_ok(
+        Command::new("umoci")
+            .args(["repack", "--image", &image])
+            .arg(&bundle),
+        t,
+    )?;
     let mut cfg = Command::new("umoci");
     cfg.args(["config", "--image", &image]).args(config_args);
     run_ok(&mut cfg, t)?;
-    run_ok(Command::new("umoci").args(["gc", "--layout"]).arg(&layout), t)?;
+    run_ok(
+        Command::new("umoci").args(["gc", "--layout"]).arg(&layout),
+        t,
+    )?;
     let partial = out.with_extension("tar.partial");
     run_ok(
-        Command::new("tar").arg("-C").arg(&layout).arg("-cf").arg(&partial).arg("."),
+        Command::new("tar")
+            .arg("-C")
+            .arg(&layout)
+            .arg("-cf")
+            .arg(&partial)
+            .arg("."),
         t,
     )?;
     std::fs::rename(&partial, &out)?;

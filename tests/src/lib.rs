@@ -20,7 +20,9 @@ pub mod util;
 
 pub use binaries::{Binaries, ContainerdVersion};
 pub use config::{CniNetwork, RuntimeHandler};
-pub use containerd::{Containerd, ContainerdOptions, DEFAULT_NAMESPACE, K8S_NAMESPACE, RUNC, RUNSC_RUNC_SHIM};
+pub use containerd::{
+    Containerd, ContainerdOptions, DEFAULT_NAMESPACE, K8S_NAMESPACE, RUNC, RUNSC_RUNC_SHIM,
+};
 pub use cri::{ContainerSpec, Cri, ExecResult, LogLine, Pod};
 pub use images::{BUSYBOX_IMAGE, PAUSE_IMAGE};
 pub use util::{is_root, skip_unless_root};

@@ -48,7 +48,17 @@ pub(crate) fn is_executable(path: &Path) -> bool {
 pub fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
-        .chain(["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from))
+        .chain(
+            [
+                "/usr/local/sbin",
+                "/usr/local/bin",
+                "/usr/sbin",
+                "/usr/bin",
+                "/sbin",
+                "/bin",
+            ]
+            .map(PathBuf::from),
+        )
         .map(|d| d.join(name))
         .find(|p| is_executable(p))
 }
@@ -59,6 +69,14 @@ pub fn work_dir() -> PathBuf {
         return PathBuf::from(d);
     }
     repo_root().join(".work")
+}
+
+/// Cargo's target dir (`$CARGO_TARGET_DIR` or `<workspace>/target`); the agentbox
+/// shim binary is in its `debug/` or `release/` folder.
+pub fn cargo_target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
 }
 
 /// The workspace root (parent of this crate).
@@ -105,7 +123,11 @@ pub fn run_timeout(cmd: &mut Command, timeout: Duration) -> Result<Output> {
     // them open (daemonized shim) must not hang us, so bound the joins as well.
     let stdout = join_bounded(t_out, Duration::from_secs(5));
     let stderr = join_bounded(t_err, Duration::from_secs(5));
-    Ok(Output { status, stdout, stderr })
+    Ok(Output {
+        status,
+        stdout,
+        stderr,
+    })
 }
 
 fn join_bounded(t: std::thread::JoinHandle<Vec<u8>>, bound: Duration) -> Vec<u8> {
@@ -146,13 +168,25 @@ pub struct ProcInfo {
 /// Every process currently in /proc (best effort: processes that vanish are skipped).
 pub fn list_procs() -> Vec<ProcInfo> {
     let mut v = Vec::new();
-    let Ok(rd) = std::fs::read_dir("/proc") else { return v };
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return v;
+    };
     for e in rd.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
         // comm may contain spaces and parens: ppid is the 2nd field after the last ')'.
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { continue };
-        let ppid = rest.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let ppid = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
             .map(|b| {
                 b.split(|c| *c == 0)
@@ -187,7 +221,10 @@ pub fn with_descendants(procs: &[ProcInfo], roots: &BTreeSet<i32>) -> BTreeSet<i
 pub(crate) fn pid_alive(pid: i32) -> bool {
     // A zombie still answers kill(0); treat it as gone.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s.rfind(')').map(|i| s[i + 1..].trim_start().starts_with('Z')).unwrap_or(false),
+        Ok(s) => !s
+            .rfind(')')
+            .map(|i| s[i + 1..].trim_start().starts_with('Z'))
+            .unwrap_or(false),
         Err(_) => false,
     }
 }
@@ -211,10 +248,14 @@ pub fn kill_pids(pids: &BTreeSet<i32>, bound: Duration) {
 /// Mount points at or below `dir` from /proc/self/mountinfo, deepest first (and
 /// for stacked mounts on one point, the most recent first).
 pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return vec![] };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return vec![];
+    };
     let mut v: Vec<(usize, usize, PathBuf)> = Vec::new();
     for (i, line) in info.lines().enumerate() {
-        let Some(mp) = line.split(' ').nth(4) else { continue };
+        let Some(mp) = line.split(' ').nth(4) else {
+            continue;
+        };
         let p = PathBuf::from(unescape_mountinfo(mp));
         if p.starts_with(dir) {
             v.push((p.components().count(), i, p));
@@ -229,7 +270,10 @@ fn unescape_mountinfo(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;

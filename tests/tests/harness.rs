@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use agentbox_e2e::{
-    skip_unless_root, Binaries, ContainerSpec, Containerd, ContainerdOptions, BUSYBOX_IMAGE, DEFAULT_NAMESPACE,
-    K8S_NAMESPACE, RUNC, RUNSC_RUNC_SHIM,
+    skip_unless_root, Binaries, ContainerSpec, Containerd, ContainerdOptions, BUSYBOX_IMAGE,
+    DEFAULT_NAMESPACE, K8S_NAMESPACE, RUNC, RUNSC_RUNC_SHIM,
 };
 
 fn stdout(o: &std::process::Output) -> String {
@@ -16,17 +16,44 @@ fn stdout(o: &std::process::Output) -> String {
 
 fn check_gone(dir: &Path, bridge: &str) {
     assert!(!dir.exists(), "{} left behind", dir.display());
-    assert!(agentbox_e2e::containerd::no_process_mentions(dir), "processes of {} left", dir.display());
-    assert!(agentbox_e2e::util::mounts_under(dir).is_empty(), "mounts under {} left", dir.display());
-    assert!(!Path::new("/sys/class/net").join(bridge).exists(), "bridge {bridge} left");
+    assert!(
+        agentbox_e2e::containerd::no_process_mentions(dir),
+        "processes of {} left",
+        dir.display()
+    );
+    assert!(
+        agentbox_e2e::util::mounts_under(dir).is_empty(),
+        "mounts under {} left",
+        dir.display()
+    );
+    assert!(
+        !Path::new("/sys/class/net").join(bridge).exists(),
+        "bridge {bridge} left"
+    );
 }
 
 fn ctr_runc_busybox_on(binaries: Binaries) {
-    let ctd = Containerd::start(ContainerdOptions::default().with_binaries(binaries)).expect("start containerd");
+    let ctd = Containerd::start(ContainerdOptions::default().with_binaries(binaries))
+        .expect("start containerd");
     eprintln!("containerd {} at {}", ctd.version(), ctd.dir().display());
-    ctd.import_busybox(DEFAULT_NAMESPACE).expect("import busybox");
-    let o = ctd.ctr_run(&[], BUSYBOX_IMAGE, "t-runc", &["sh", "-c", "echo hello-from-runc; id -u; cat /etc/passwd | head -1"]);
-    assert!(o.status.success(), "ctr run failed: {}\n{}", String::from_utf8_lossy(&o.stderr), ctd.log_tail(30));
+    ctd.import_busybox(DEFAULT_NAMESPACE)
+        .expect("import busybox");
+    let o = ctd.ctr_run(
+        &[],
+        BUSYBOX_IMAGE,
+        &ctd.unique_id("t-runc"),
+        &[
+            "sh",
+            "-c",
+            "echo hello-from-runc; id -u; cat /etc/passwd | head -1",
+        ],
+    );
+    assert!(
+        o.status.success(),
+        "ctr run failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        ctd.log_tail(30)
+    );
     let out = stdout(&o);
     assert!(out.contains("hello-from-runc"), "{out}");
     assert!(out.contains("\n0\n"), "{out}");
@@ -55,14 +82,31 @@ fn ctr_run_busybox_runsc_via_runc_shim() {
     if skip_unless_root("ctr_run_busybox_runsc_via_runc_shim") {
         return;
     }
-    let ctd = Containerd::start_default().expect("start containerd");
-    ctd.import_busybox(DEFAULT_NAMESPACE).expect("import busybox");
+    ctr_runsc_busybox_on(Binaries::system());
+}
+
+fn ctr_runsc_busybox_on(binaries: Binaries) {
+    let ctd = Containerd::start(ContainerdOptions::default().with_binaries(binaries))
+        .expect("start containerd");
+    ctd.import_busybox(DEFAULT_NAMESPACE)
+        .expect("import busybox");
     let flags = ctd.runsc_ctr_flags();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let o = ctd.ctr_run(&flags, BUSYBOX_IMAGE, "t-runsc", &["dmesg"]);
-    assert!(o.status.success(), "ctr run (runsc) failed: {}\n{}", String::from_utf8_lossy(&o.stderr), ctd.log_tail(30));
+    let o = ctd.ctr_run(&flags, BUSYBOX_IMAGE, &ctd.unique_id("t-runsc"), &["dmesg"]);
+    assert!(
+        o.status.success(),
+        "ctr run (runsc) failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        ctd.log_tail(30)
+    );
     let out = stdout(&o);
-    assert!(out.contains("Starting gVisor"), "no gVisor kernel in dmesg: {out}");
+    assert!(
+        out.contains("Starting gVisor"),
+        "no gVisor kernel in dmesg: {out}"
+    );
+    let (dir, bridge) = (ctd.dir().to_path_buf(), ctd.network().bridge.clone());
+    drop(ctd);
+    check_gone(&dir, &bridge);
 }
 
 /// (c) CRI pod on the runc handler: pod IP from the private subnet, container,
@@ -89,19 +133,49 @@ fn cri_pod_sandbox_runsc_runc_shim() {
     if skip_unless_root("cri_pod_sandbox_runsc_runc_shim") {
         return;
     }
-    let ctd = Containerd::start_default().expect("start containerd");
+    cri_pod_sandbox_runsc_on(Binaries::system());
+}
+
+fn cri_pod_sandbox_runsc_on(binaries: Binaries) {
+    let ctd = Containerd::start(ContainerdOptions::default().with_binaries(binaries))
+        .expect("start containerd");
     let cri = ctd.cri().expect("CRI client");
-    let pod = cri.run_pod("e2e-runsc", "default", "uid-e2e-runsc", RUNSC_RUNC_SHIM, &[]).expect("RunPodSandbox");
+    let pod = cri
+        .run_pod(
+            "e2e-runsc",
+            "default",
+            "uid-e2e-runsc",
+            RUNSC_RUNC_SHIM,
+            &[],
+        )
+        .expect("RunPodSandbox");
     let st = cri.pod_status(&pod.id).unwrap();
-    assert_eq!(st.state, agentbox_e2e::cri::v1::PodSandboxState::SandboxReady as i32, "{st:?}");
+    assert_eq!(
+        st.state,
+        agentbox_e2e::cri::v1::PodSandboxState::SandboxReady as i32,
+        "{st:?}"
+    );
     assert_eq!(st.runtime_handler, RUNSC_RUNC_SHIM);
     let ip = st.network.map(|n| n.ip).unwrap_or_default();
-    assert!(ctd.network().contains(&ip), "pod IP {ip:?} not in {}", ctd.network().subnet());
+    assert!(
+        ctd.network().contains(&ip),
+        "pod IP {ip:?} not in {}",
+        ctd.network().subnet()
+    );
     // the pause container runs as a runsc sandbox (runc shim's Root/<namespace>)
     let root = ctd.runsc_root().join(K8S_NAMESPACE);
-    let out = std::process::Command::new("runsc").arg("--root").arg(&root).args(["list", "-quiet"]).output().unwrap();
+    let out = std::process::Command::new("runsc")
+        .arg("--root")
+        .arg(&root)
+        .args(["list", "-quiet"])
+        .output()
+        .unwrap();
     let list = String::from_utf8_lossy(&out.stdout);
-    assert!(list.lines().any(|l| l.trim() == pod.id), "pod sandbox {} not in `runsc list`: {list}", pod.id);
+    assert!(
+        list.lines().any(|l| l.trim() == pod.id),
+        "pod sandbox {} not in `runsc list`: {list}",
+        pod.id
+    );
     cri.stop_pod(&pod.id).expect("StopPodSandbox");
     cri.remove_pod(&pod.id).expect("RemovePodSandbox");
     assert!(cri.list_pods().unwrap().is_empty());
@@ -112,20 +186,40 @@ fn cri_pod_sandbox_runsc_runc_shim() {
 }
 
 fn cri_pod_on(handler: &str, binaries: Binaries) {
-    let ctd = Containerd::start(ContainerdOptions::default().with_binaries(binaries)).expect("start containerd");
-    ctd.import_busybox(K8S_NAMESPACE).expect("import busybox into k8s.io");
+    let ctd = Containerd::start(ContainerdOptions::default().with_binaries(binaries))
+        .expect("start containerd");
+    ctd.import_busybox(K8S_NAMESPACE)
+        .expect("import busybox into k8s.io");
     let cri = ctd.cri().expect("CRI client");
     let (name, _, api) = cri.version().expect("CRI version");
     assert_eq!(name, "containerd");
     assert_eq!(api, "v1");
-    assert!(cri.image_present(BUSYBOX_IMAGE).unwrap(), "CRI does not see {BUSYBOX_IMAGE}");
+    assert!(
+        cri.image_present(BUSYBOX_IMAGE).unwrap(),
+        "CRI does not see {BUSYBOX_IMAGE}"
+    );
 
     let pod = cri
-        .run_pod("e2e", "default", "uid-e2e-1", handler, &[("agentbox.dev/test", "yes")])
+        .run_pod(
+            "e2e",
+            "default",
+            "uid-e2e-1",
+            handler,
+            &[("agentbox.dev/test", "yes")],
+        )
         .expect("RunPodSandbox");
     let ip = cri.pod_ip(&pod.id).expect("pod status");
-    assert!(ctd.network().contains(&ip), "pod IP {ip:?} not in {}", ctd.network().subnet());
-    assert!(Path::new("/sys/class/net").join(&ctd.network().bridge).exists(), "CNI bridge not created");
+    assert!(
+        ctd.network().contains(&ip),
+        "pod IP {ip:?} not in {}",
+        ctd.network().subnet()
+    );
+    assert!(
+        Path::new("/sys/class/net")
+            .join(&ctd.network().bridge)
+            .exists(),
+        "CNI bridge not created"
+    );
 
     let spec = ContainerSpec::new("app", BUSYBOX_IMAGE)
         .command(["sh", "-c"])
@@ -134,42 +228,80 @@ fn cri_pod_on(handler: &str, binaries: Binaries) {
     let id = cri.create_container(&pod, &spec).expect("CreateContainer");
     cri.start(&id).expect("StartContainer");
     let st = cri.container_status(&id).unwrap();
-    assert_eq!(st.state, agentbox_e2e::cri::v1::ContainerState::ContainerRunning as i32, "{st:?}");
+    assert_eq!(
+        st.state,
+        agentbox_e2e::cri::v1::ContainerState::ContainerRunning as i32,
+        "{st:?}"
+    );
 
-    let r = cri.exec_sync(&id, &["echo", "hi"], Duration::from_secs(30)).expect("ExecSync");
+    let r = cri
+        .exec_sync(&id, &["echo", "hi"], Duration::from_secs(30))
+        .expect("ExecSync");
     assert_eq!((r.exit_code, r.stdout.as_str()), (0, "hi\n"), "{r:?}");
-    let r = cri.exec_sync(&id, &["sh", "-c", "exit 3"], Duration::from_secs(30)).expect("ExecSync");
+    let r = cri
+        .exec_sync(&id, &["sh", "-c", "exit 3"], Duration::from_secs(30))
+        .expect("ExecSync");
     assert_eq!(r.exit_code, 3);
-    let r = cri.exec_sync(&id, &["dmesg"], Duration::from_secs(30)).expect("ExecSync dmesg");
-    assert!(!r.stdout.contains("Starting gVisor"), "dmesg on {handler}: {r:?}");
+    let r = cri
+        .exec_sync(&id, &["dmesg"], Duration::from_secs(30))
+        .expect("ExecSync dmesg");
+    assert!(
+        !r.stdout.contains("Starting gVisor"),
+        "dmesg on {handler}: {r:?}"
+    );
     // the pod's address is on the container's interface (pod network namespace)
-    let r = cri.exec_sync(&id, &["ip", "-4", "addr"], Duration::from_secs(30)).expect("ExecSync ip");
+    let r = cri
+        .exec_sync(&id, &["ip", "-4", "addr"], Duration::from_secs(30))
+        .expect("ExecSync ip");
     assert!(r.stdout.contains(&ip), "{ip} not in {r:?}");
 
     // logs reach the CRI log file (the echo ran before sleep; poll briefly)
     let mut text = String::new();
     for _ in 0..50 {
-        text = cri.container_log_text(&pod, "app", None).unwrap_or_default();
+        text = cri
+            .container_log_text(&pod, "app", None)
+            .unwrap_or_default();
         if text.contains("started-hello") && text.contains("to-stderr") {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(text.contains("started-hello"), "log: {text:?}");
-    assert_eq!(cri.container_log_text(&pod, "app", Some("stderr")).unwrap(), "to-stderr\n");
+    assert_eq!(
+        cri.container_log_text(&pod, "app", Some("stderr")).unwrap(),
+        "to-stderr\n"
+    );
 
-    cri.stop_container(&id, Duration::from_secs(2)).expect("StopContainer");
-    let code = cri.wait_container_exit(&id, Duration::from_secs(30)).expect("exited");
+    cri.stop_container(&id, Duration::from_secs(2))
+        .expect("StopContainer");
+    let code = cri
+        .wait_container_exit(&id, Duration::from_secs(30))
+        .expect("exited");
     assert_ne!(code, 0, "sleep was killed, not exited normally");
     cri.remove_container(&id).expect("RemoveContainer");
 
     // a short-lived container: runs to completion, exit code reported
     let id2 = cri
-        .create_container(&pod, &ContainerSpec::new("oneshot", BUSYBOX_IMAGE).command(["sh", "-c", "echo done; exit 7"]))
+        .create_container(
+            &pod,
+            &ContainerSpec::new("oneshot", BUSYBOX_IMAGE).command([
+                "sh",
+                "-c",
+                "echo done; exit 7",
+            ]),
+        )
         .expect("CreateContainer oneshot");
     cri.start(&id2).expect("start oneshot");
-    assert_eq!(cri.wait_container_exit(&id2, Duration::from_secs(60)).unwrap(), 7);
-    assert_eq!(cri.container_log_text(&pod, "oneshot", Some("stdout")).unwrap(), "done\n");
+    assert_eq!(
+        cri.wait_container_exit(&id2, Duration::from_secs(60))
+            .unwrap(),
+        7
+    );
+    assert_eq!(
+        cri.container_log_text(&pod, "oneshot", Some("stdout"))
+            .unwrap(),
+        "done\n"
+    );
     cri.remove_container(&id2).unwrap();
 
     cri.stop_pod(&pod.id).expect("StopPodSandbox");
@@ -192,12 +324,18 @@ fn teardown_after_panic_with_running_pod() {
     let (tx, rx) = std::sync::mpsc::channel();
     let r = std::thread::spawn(move || {
         let ctd = Containerd::start_default().expect("start containerd");
-        tx.send((ctd.dir().to_path_buf(), ctd.network().bridge.clone())).unwrap();
+        tx.send((ctd.dir().to_path_buf(), ctd.network().bridge.clone()))
+            .unwrap();
         ctd.import_busybox(K8S_NAMESPACE).unwrap();
         let cri = ctd.cri().unwrap();
-        let pod = cri.run_pod("leak", "default", "uid-leak", RUNC, &[]).unwrap();
+        let pod = cri
+            .run_pod("leak", "default", "uid-leak", RUNC, &[])
+            .unwrap();
         let id = cri
-            .create_container(&pod, &ContainerSpec::new("sleeper", BUSYBOX_IMAGE).command(["sleep", "600"]))
+            .create_container(
+                &pod,
+                &ContainerSpec::new("sleeper", BUSYBOX_IMAGE).command(["sleep", "600"]),
+            )
             .unwrap();
         cri.start(&id).unwrap();
         let _ = ctd.ctr_ok(&["images", "ls"]);
@@ -209,45 +347,41 @@ fn teardown_after_panic_with_running_pod() {
     check_gone(&dir, &bridge);
 }
 
-/// containerd 1.7 (Debian 13's package, extracted; see scripts/fetch-containerd.sh).
+/// containerd 1.7 (Debian 13's package, extracted by scripts/fetch-containerd.sh):
+/// ctr + runc, ctr + runsc, CRI pod on runc, CRI pod sandbox on runsc-runc-shim.
 #[test]
-fn containerd_trixie_ctr_runc() {
-    if skip_unless_root("containerd_trixie_ctr_runc") || skip_other_suites("containerd_trixie_ctr_runc") {
+fn containerd_trixie() {
+    if skip_unless_root("containerd_trixie") || skip_other_suites("containerd_trixie") {
         return;
     }
-    ctr_runc_busybox_on(Binaries::for_suite("trixie").expect("containerd from trixie"));
+    all_on_suite("trixie");
 }
 
-/// containerd 2.x (Debian unstable's package, extracted; config schema 3).
+/// containerd 2.x (Debian unstable's package; config schema 3): the same checks.
 #[test]
-fn containerd_sid_ctr_runc() {
-    if skip_unless_root("containerd_sid_ctr_runc") || skip_other_suites("containerd_sid_ctr_runc") {
+fn containerd_sid() {
+    if skip_unless_root("containerd_sid") || skip_other_suites("containerd_sid") {
         return;
     }
-    ctr_runc_busybox_on(Binaries::for_suite("sid").expect("containerd from sid"));
+    all_on_suite("sid");
 }
 
-/// CRI pod on containerd 1.7 and 2.x too.
-#[test]
-fn cri_pod_runc_trixie() {
-    if skip_unless_root("cri_pod_runc_trixie") || skip_other_suites("cri_pod_runc_trixie") {
-        return;
-    }
-    cri_pod_on(RUNC, Binaries::for_suite("trixie").expect("containerd from trixie"));
-}
-
-#[test]
-fn cri_pod_runc_sid() {
-    if skip_unless_root("cri_pod_runc_sid") || skip_other_suites("cri_pod_runc_sid") {
-        return;
-    }
-    cri_pod_on(RUNC, Binaries::for_suite("sid").expect("containerd from sid"));
+fn all_on_suite(suite: &str) {
+    let b = Binaries::for_suite(suite).unwrap_or_else(|e| panic!("containerd from {suite}: {e:#}"));
+    let v = b.version().unwrap();
+    eprintln!("{suite}: containerd {v}");
+    ctr_runc_busybox_on(b.clone());
+    ctr_runsc_busybox_on(b.clone());
+    cri_pod_on(RUNC, b.clone());
+    cri_pod_sandbox_runsc_on(b);
 }
 
 /// `AGENTBOX_E2E_SUITES=bookworm` limits the run to the system containerd
 /// (the other suites need the package mirror once, to fetch their binaries).
 fn skip_other_suites(test: &str) -> bool {
-    if std::env::var("AGENTBOX_E2E_SUITES").is_ok_and(|s| s.split(',').all(|x| x.trim() == "bookworm")) {
+    if std::env::var("AGENTBOX_E2E_SUITES")
+        .is_ok_and(|s| s.split(',').all(|x| x.trim() == "bookworm"))
+    {
         eprintln!("SKIPPED {test}: AGENTBOX_E2E_SUITES limits the run to bookworm");
         return true;
     }
