@@ -34,6 +34,8 @@ pub const RUNC: &str = "runc";
 pub struct ContainerdOptions {
     pub binaries: Binaries,
     /// Extra CRI runtime handlers; one named like a default one replaces it.
+    /// `{dir}` in their string options becomes the instance's temp dir
+    /// (e.g. `ConfigPath = "{dir}/agentbox.toml"`, written after `start`).
     pub handlers: Vec<RuntimeHandler>,
     /// Include the default handlers `runc` and `runsc-runc-shim`.
     pub default_handlers: bool,
@@ -219,9 +221,12 @@ impl Containerd {
                 &d.join("runsc"),
             ));
         }
+        let dir_str = d.display().to_string();
         for h in &opts.handlers {
             handlers.retain(|x| x.name != h.name);
-            handlers.push(h.clone());
+            let mut h = h.clone();
+            substitute_dir(&mut h.options, &dir_str);
+            handlers.push(h);
         }
         self.handlers = handlers;
 
@@ -678,6 +683,25 @@ impl Drop for Containerd {
     }
 }
 
+/// Replaces `{dir}` in every string of a handler's options with the instance's
+/// temp dir (so a ConfigPath can point into it before the dir exists).
+fn substitute_dir(t: &mut toml::Table, dir: &str) {
+    for (_, v) in t.iter_mut() {
+        match v {
+            toml::Value::String(s) => *s = s.replace("{dir}", dir),
+            toml::Value::Table(t) => substitute_dir(t, dir),
+            toml::Value::Array(a) => {
+                for x in a.iter_mut() {
+                    if let toml::Value::String(s) = x {
+                        *s = s.replace("{dir}", dir);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 fn rmdir_tree(p: &Path) {
     if let Ok(rd) = fs::read_dir(p) {
         for e in rd.flatten() {
@@ -796,4 +820,16 @@ pub fn no_process_mentions(dir: &Path) -> bool {
     list_procs()
         .iter()
         .all(|p| !p.cmdline.iter().any(|a| a.contains(&needle)) || !pid_alive(p.pid))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dir_placeholder() {
+        let mut t = toml::Table::new();
+        t.insert("ConfigPath".into(), "{dir}/agentbox.toml".into());
+        t.insert("n".into(), 3.into());
+        super::substitute_dir(&mut t, "/tmp/x");
+        assert_eq!(t["ConfigPath"].as_str(), Some("/tmp/x/agentbox.toml"));
+    }
 }
