@@ -633,6 +633,24 @@ impl Containerd {
         }
     }
 
+    /// libcni's result cache (hard-coded /var/lib/cni/results) keeps entries of
+    /// pods that were never torn down through CNI DEL; ours are named after our
+    /// network (whose index we hold the lock of) and, for loopback, the pod id.
+    fn remove_cni_cache(&self) {
+        let dir = Path::new("/var/lib/cni/results");
+        let prefix = format!("{}-", self.network.name);
+        let Ok(rd) = fs::read_dir(dir) else { return };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(rest) = name.strip_prefix(&prefix) {
+                if let Some(pod) = rest.strip_suffix("-eth0") {
+                    let _ = fs::remove_file(dir.join(format!("cni-loopback-{pod}-lo")));
+                }
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+
     fn remove_bridge(&self) {
         if Path::new("/sys/class/net")
             .join(&self.network.bridge)
@@ -660,6 +678,7 @@ impl Containerd {
             );
         }
         self.remove_bridge();
+        self.remove_cni_cache();
         self.remove_cgroups();
         if left.is_empty() && self.dir.exists() {
             if let Err(e) = fs::remove_dir_all(&self.dir) {
