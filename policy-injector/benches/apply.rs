@@ -1,1 +1,66 @@
-fn main() {}
+//! `apply` on a typical CRI container spec and on a large one (hundreds of mounts
+//! and env entries). Run: `cargo bench -p agentbox-policy --bench apply`.
+
+use agentbox_policy::{apply, NoHostFs, Policy, Profile};
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use serde_json::{json, Value};
+
+fn typical() -> Vec<u8> {
+    std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/cri-container.json"
+    ))
+    .expect("fixture")
+}
+
+fn large() -> Vec<u8> {
+    let mut s: Value = serde_json::from_slice(&typical()).unwrap();
+    let env = s["process"]["env"].as_array_mut().unwrap();
+    for i in 0..400 {
+        env.push(json!(match i % 4 {
+            0 => format!("SETTING_{i}=value-{i}-with-some-length/and/a/path"),
+            1 => format!("SVC_{i}_SERVICE_HOST=10.96.{}.{}", i / 250, i % 250),
+            2 => format!("APP_TOKEN_{i}=tok{i}"),
+            _ => format!("URL_{i}=https://user:pw{i}@host{i}.example/x"),
+        }));
+    }
+    let mounts = s["mounts"].as_array_mut().unwrap();
+    for i in 0..300 {
+        mounts.push(json!({
+            "destination": format!("/data/vol{i}"),
+            "type": "bind",
+            "source": format!("/var/lib/kubelet/pods/0d3c1a6e-5b1f-4a8e-9c7d-2f4e6a8b0c1d/volumes/kubernetes.io~empty-dir/vol{i}"),
+            "options": ["rbind", "rprivate", "rw"]
+        }));
+    }
+    serde_json::to_vec(&s).unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let sensitive = Policy::from_profile(Profile::Sensitive);
+    let standard = Policy::from_profile(Profile::Standard);
+    let t = typical();
+    let l = large();
+    c.bench_function("apply/typical-cri/sensitive", |b| {
+        b.iter(|| apply(&sensitive, black_box(&t), &NoHostFs).unwrap())
+    });
+    c.bench_function("apply/typical-cri/standard", |b| {
+        b.iter(|| apply(&standard, black_box(&t), &NoHostFs).unwrap())
+    });
+    c.bench_function("parse-only/typical-cri", |b| {
+        b.iter(|| serde_json::from_slice::<Value>(black_box(&t)).unwrap())
+    });
+    let v: Value = serde_json::from_slice(&t).unwrap();
+    c.bench_function("apply_value/typical-cri/sensitive", |b| {
+        b.iter(|| agentbox_policy::apply_value(&sensitive, black_box(v.clone()), &NoHostFs))
+    });
+    c.bench_function("clone-only/typical-cri", |b| {
+        b.iter(|| black_box(v.clone()))
+    });
+    c.bench_function("apply/large-700/sensitive", |b| {
+        b.iter(|| apply(&sensitive, black_box(&l), &NoHostFs).unwrap())
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

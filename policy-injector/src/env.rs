@@ -30,7 +30,8 @@ pub(crate) fn verdict(
     if eff.phase == Phase::Setup {
         return None;
     }
-    if !kept_name(name) && secret_name(name) {
+    let up = name.to_ascii_uppercase();
+    if !kept_upper(&up) && secret_upper(&up) {
         return Some(("env.secret-name", true));
     }
     if secret_value_kind(value).is_some() {
@@ -78,9 +79,12 @@ pub fn valid_name(name: &str) -> bool {
 /// checked): PATH, HOME, HOSTNAME, TERM, LANG, LANGUAGE, LC_*, TZ, USER, SHELL,
 /// PWD, and the Kubernetes service variables.
 pub fn kept_name(name: &str) -> bool {
-    let up = name.to_ascii_uppercase();
+    kept_upper(&name.to_ascii_uppercase())
+}
+
+fn kept_upper(up: &str) -> bool {
     matches!(
-        up.as_str(),
+        up,
         "PATH"
             | "HOME"
             | "HOSTNAME"
@@ -152,27 +156,30 @@ const KEY_PAIRS: &[&str] = &[
 
 /// Built-in secret name patterns (case-insensitive). See docs/policy.md.
 pub fn secret_name(name: &str) -> bool {
-    let up = name.to_ascii_uppercase();
+    secret_upper(&name.to_ascii_uppercase())
+}
+
+fn secret_upper(up: &str) -> bool {
     if SUBSTRINGS.iter().any(|s| up.contains(s)) {
         return true;
     }
-    let comps: Vec<&str> = up
-        .split(['_', '-', '.'])
-        .filter(|c| !c.is_empty())
-        .collect();
-    for (i, c) in comps.iter().enumerate() {
+    let mut prev: Option<&str> = None;
+    let mut n = 0usize;
+    for c in up.split(['_', '-', '.']).filter(|c| !c.is_empty()) {
+        n += 1;
         if c.ends_with("TOKEN") {
             return true;
         }
-        if COMPONENTS.contains(c) && !(*c == "PWD" && comps.len() == 1) {
+        if COMPONENTS.contains(&c) && !(c == "PWD" && up == "PWD") {
             return true;
         }
-        if *c == "KEY" && i > 0 && KEY_PAIRS.contains(&comps[i - 1]) {
+        if c == "KEY" && prev.is_some_and(|p| KEY_PAIRS.contains(&p)) {
             return true;
         }
+        prev = Some(c);
     }
     // `*_AUTH` (npm's `_auth`, basic-auth pairs)
-    comps.last() == Some(&"AUTH") && comps.len() > 1
+    prev == Some("AUTH") && n > 1
 }
 
 fn alnum(b: u8) -> bool {

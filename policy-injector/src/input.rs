@@ -39,12 +39,10 @@ pub fn parse(bytes: &[u8]) -> Result<Value, InputError> {
             limit: MAX_INPUT_BYTES,
         });
     }
-    if let Err(e) = std::str::from_utf8(bytes) {
-        return Err(InputError::NotUtf8 {
-            offset: e.valid_up_to(),
-        });
-    }
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| {
+    let text = std::str::from_utf8(bytes).map_err(|e| InputError::NotUtf8 {
+        offset: e.valid_up_to(),
+    })?;
+    let v: Value = serde_json::from_str(text).map_err(|e| {
         // serde_json's messages for a Value name a position and a category only.
         if e.to_string().contains("recursion limit") {
             InputError::TooDeep { limit: MAX_DEPTH }
@@ -56,20 +54,29 @@ pub fn parse(bytes: &[u8]) -> Result<Value, InputError> {
     Ok(v)
 }
 
-/// Depth and NUL checks over a whole value (bounded recursion).
+/// Depth and NUL checks over a whole value (bounded recursion, no allocation
+/// unless there is an error to report).
 pub fn check_tree(v: &Value) -> Result<(), InputError> {
-    let mut path: Vec<String> = Vec::new();
+    let mut path: Vec<Seg<'_>> = Vec::new();
     walk(v, 0, &mut path)
 }
 
-fn pointer(path: &[String]) -> String {
+enum Seg<'a> {
+    Key(&'a str),
+    Idx(usize),
+}
+
+fn pointer(path: &[Seg<'_>]) -> String {
     if path.is_empty() {
         return "the document".to_string();
     }
     let mut s = String::new();
-    for seg in path {
+    for p in path {
         s.push('/');
-        s.push_str(seg);
+        match p {
+            Seg::Key(k) => s.push_str(&seg(k)),
+            Seg::Idx(i) => s.push_str(&i.to_string()),
+        }
     }
     s
 }
@@ -86,10 +93,14 @@ fn seg(key: &str) -> String {
     s.replace('~', "~0").replace('/', "~1")
 }
 
-fn walk(v: &Value, depth: usize, path: &mut Vec<String>) -> Result<(), InputError> {
+fn has_nul(s: &str) -> bool {
+    s.as_bytes().contains(&0)
+}
+
+fn walk<'a>(v: &'a Value, depth: usize, path: &mut Vec<Seg<'a>>) -> Result<(), InputError> {
     match v {
         Value::String(s) => {
-            if s.contains('\0') {
+            if has_nul(s) {
                 return Err(InputError::NulByte {
                     pointer: pointer(path),
                 });
@@ -100,7 +111,7 @@ fn walk(v: &Value, depth: usize, path: &mut Vec<String>) -> Result<(), InputErro
                 return Err(InputError::TooDeep { limit: MAX_DEPTH });
             }
             for (i, x) in a.iter().enumerate() {
-                path.push(i.to_string());
+                path.push(Seg::Idx(i));
                 walk(x, depth + 1, path)?;
                 path.pop();
             }
@@ -110,13 +121,12 @@ fn walk(v: &Value, depth: usize, path: &mut Vec<String>) -> Result<(), InputErro
                 return Err(InputError::TooDeep { limit: MAX_DEPTH });
             }
             for (k, x) in m {
-                if k.contains('\0') {
-                    path.push(seg(k));
+                path.push(Seg::Key(k));
+                if has_nul(k) {
                     return Err(InputError::NulByte {
                         pointer: pointer(path),
                     });
                 }
-                path.push(seg(k));
                 walk(x, depth + 1, path)?;
                 path.pop();
             }

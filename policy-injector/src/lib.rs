@@ -33,7 +33,7 @@ mod report;
 pub use annotations::Phase;
 pub use caps::ALLOWED_CAPS;
 pub use config::ConfigError;
-pub use env::{secret_name, secret_value_kind};
+pub use env::{kept_name, secret_name, secret_value_kind};
 pub use input::{InputError, MAX_DEPTH, MAX_INPUT_BYTES};
 pub use linux::{MASKED_PATHS, READONLY_PATHS, SAFE_SYSCTLS};
 pub use paths::{BUILTIN_MANAGED_ROOTS, BUILTIN_SOCKETS};

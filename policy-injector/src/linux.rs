@@ -118,7 +118,13 @@ pub(crate) fn apply(linux: &mut Map<String, Value>, rec: &mut Recorder) {
     }
 
     if let Some(Value::Object(sysctl)) = linux.get_mut("sysctl") {
-        let unsafe_key = |k: &str| !SAFE_SYSCTLS.contains(&k.replace('/', ".").as_str());
+        let unsafe_key = |k: &str| {
+            if k.contains('/') {
+                !SAFE_SYSCTLS.contains(&k.replace('/', ".").as_str())
+            } else {
+                !SAFE_SYSCTLS.contains(&k)
+            }
+        };
         if sysctl.keys().any(|k| unsafe_key(k)) {
             sysctl.retain(|k, _| {
                 if unsafe_key(k) {

@@ -138,8 +138,7 @@ pub(crate) fn apply(
         }
 
         // Read-only forcing, first matching rule reported.
-        let bind = is_bind(m);
-        if bind && !managed(policy, m, host) && !sensitive && force_ro(m) {
+        if !sensitive && is_bind(m) && !managed_mount(policy, m, host) && force_ro(m) {
             rec.push("mounts.unmanaged-host", dest.as_str(), "forced-readonly");
         }
         if policy
@@ -178,14 +177,18 @@ fn source_forms(src: &str, host: &dyn HostFs) -> (Vec<String>, Option<String>) {
     (forms, canon)
 }
 
-fn managed(policy: &Policy, m: &Map<String, Value>, host: &dyn HostFs) -> bool {
-    let src = m.get("source").and_then(Value::as_str).unwrap_or("");
-    let (forms, canon) = source_forms(src, host);
+fn managed(policy: &Policy, forms: &[String], canon: &Option<String>) -> bool {
     let under = |p: &str| policy.managed_roots.iter().any(|r| is_under(p, r));
     match canon {
-        Some(c) => under(&c),
+        Some(c) => under(c),
         None => !forms.is_empty() && forms.iter().all(|f| under(f)),
     }
+}
+
+fn managed_mount(policy: &Policy, m: &Map<String, Value>, host: &dyn HostFs) -> bool {
+    let src = m.get("source").and_then(Value::as_str).unwrap_or("");
+    let (forms, canon) = source_forms(src, host);
+    managed(policy, &forms, &canon)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -238,7 +241,7 @@ fn mount_fate(
     if sensitive && (host.is_socket(src) || all.clone().any(|f| looks_like_socket(f))) {
         return Ok(Fate::Drop("mounts.host-socket"));
     }
-    if sensitive && !managed(policy, m, host) {
+    if sensitive && !managed(policy, &forms, &canon) {
         return Err(Refusal::new(
             "mounts.unmanaged-host",
             dest,

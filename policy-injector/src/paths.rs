@@ -82,7 +82,8 @@ pub fn is_under(path: &str, root: &str) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PathPattern {
     original: String,
-    comps: Vec<String>,
+    /// components, each with whether it has a wildcard
+    comps: Vec<(String, bool)>,
 }
 
 impl PathPattern {
@@ -92,7 +93,7 @@ impl PathPattern {
         let comps = n
             .split('/')
             .filter(|c| !c.is_empty())
-            .map(str::to_string)
+            .map(|c| (c.to_string(), c.contains(['*', '?'])))
             .collect();
         Some(PathPattern {
             original: p.to_string(),
@@ -110,11 +111,16 @@ impl PathPattern {
     /// folder or something below the socket), `None` otherwise.
     fn relate(&self, path: &str) -> Option<bool> {
         let mut pcomps = path.split('/').filter(|c| !c.is_empty());
-        for pat in &self.comps {
+        for (pat, wild) in &self.comps {
             match pcomps.next() {
                 None => return Some(false),
                 Some(c) => {
-                    if !glob_match(pat.as_bytes(), c.as_bytes(), false) {
+                    let ok = if *wild {
+                        glob_match(pat.as_bytes(), c.as_bytes(), false)
+                    } else {
+                        pat == c
+                    };
+                    if !ok {
                         return None;
                     }
                 }

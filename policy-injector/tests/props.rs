@@ -242,8 +242,8 @@ proptest! {
         prop_assert_eq!(&out["root"], &s["root"]);
         // no mount onto a runtime socket path
         for m in out["mounts"].as_array().unwrap() {
-            let d = m["destination"].as_str().unwrap();
-            prop_assert!(!d.ends_with("docker.sock") || !d.contains("run"), "{d}");
+            let d = norm(m["destination"].as_str().unwrap());
+            prop_assert!(d != "/run/docker.sock" && d != "/run/containerd/containerd.sock", "{d}");
         }
         // idempotence
         match apply_value(&p, out.clone(), &NoHostFs) {
@@ -317,4 +317,23 @@ fn any_json(depth: u32) -> impl Strategy<Value = Value> {
             .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
+}
+
+/// Lexical normal form with `/var/run` folded to `/run`.
+fn norm(p: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    let s = format!("/{}", out.join("/"));
+    match s.strip_prefix("/var/run") {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => format!("/run{rest}"),
+        _ => s,
+    }
 }
