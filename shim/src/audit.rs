@@ -36,7 +36,11 @@ pub struct Subject {
 
 impl Subject {
     /// Fill pod and container names from a spec's CRI annotations.
-    pub fn from_annotations(namespace: &str, id: &str, annotations: Option<&Map<String, Value>>) -> Subject {
+    pub fn from_annotations(
+        namespace: &str,
+        id: &str,
+        annotations: Option<&Map<String, Value>>,
+    ) -> Subject {
         let get = |k: &str| {
             annotations
                 .and_then(|a| a.get(k))
@@ -133,7 +137,10 @@ mod tests {
         log.record("create", &s, json!({"changes": [{"rule": "env.secret-name", "target": "GITHUB_TOKEN", "action": "removed"}]})).unwrap();
         log.record("exit", &s, json!({"exit_status": 3})).unwrap();
         let text = std::fs::read_to_string(log.path()).unwrap();
-        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["event"], "create");
         assert_eq!(lines[0]["sandbox_id"], "sb1");
@@ -157,7 +164,9 @@ mod tests {
         std::fs::write(&file, "x").unwrap();
         // a regular file where a directory is needed
         let log = AuditLog::new(file.join("audit.jsonl"));
-        let e = log.record("create", &Subject::default(), json!({})).unwrap_err();
+        let e = log
+            .record("create", &Subject::default(), json!({}))
+            .unwrap_err();
         assert!(e.to_string().contains("cannot write audit log"), "{e}");
     }
 }

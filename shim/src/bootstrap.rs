@@ -54,11 +54,14 @@ pub fn classify_start_input(input: &[u8], flags: &Flags) -> StartInput {
         return StartInput::Legacy { options: None };
     }
     if let Ok(p) = BootstrapParams::parse_from_bytes(input) {
-        if !p.instance_id.is_empty() && p.instance_id == flags.id && p.namespace == flags.namespace {
+        if !p.instance_id.is_empty() && p.instance_id == flags.id && p.namespace == flags.namespace
+        {
             return StartInput::Bootstrap(Box::new(p));
         }
     }
-    let options = Any::parse_from_bytes(input).ok().filter(|a| !a.type_url.is_empty());
+    let options = Any::parse_from_bytes(input)
+        .ok()
+        .filter(|a| !a.type_url.is_empty());
     StartInput::Legacy { options }
 }
 
@@ -76,7 +79,10 @@ fn read_stdin() -> Vec<u8> {
     if nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
         return buf;
     }
-    let _ = std::io::stdin().lock().take(MAX_STDIN).read_to_end(&mut buf);
+    let _ = std::io::stdin()
+        .lock()
+        .take(MAX_STDIN)
+        .read_to_end(&mut buf);
     buf
 }
 
@@ -120,7 +126,9 @@ pub fn start(flags: &Flags) -> Result<()> {
         _ => None,
     };
     // Fail early and clearly if the config is unusable: nothing will run under it.
-    let cfg_path = config_path.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+    let cfg_path = config_path
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
     let cfg = Config::load(&cfg_path)?;
 
     let bundle = std::env::current_dir().context("cannot read the bundle folder")?;
@@ -148,11 +156,20 @@ pub fn start(flags: &Flags) -> Result<()> {
     let reused = std::os::unix::net::UnixStream::connect(&path).is_ok();
     if !reused {
         if let Some(dir) = Path::new(&path).parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
         }
         let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path).with_context(|| format!("cannot listen on {path}"))?;
-        spawn_daemon(flags, &grpc_address, &ttrpc_address, &path, config_path.as_deref(), listener)?;
+        let listener =
+            UnixListener::bind(&path).with_context(|| format!("cannot listen on {path}"))?;
+        spawn_daemon(
+            flags,
+            &grpc_address,
+            &ttrpc_address,
+            &path,
+            config_path.as_deref(),
+            listener,
+        )?;
     }
     std::fs::write(bundle.join("address"), &address).context("cannot write the address file")?;
     tracing::debug!(%address, reused, backend = ?cfg.runtime.backend, "start");
@@ -183,7 +200,16 @@ fn spawn_daemon(
 ) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the shim binary")?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(["-namespace", &flags.namespace, "-id", &flags.id, "-address", grpc_address, "-socket", socket]);
+    cmd.args([
+        "-namespace",
+        &flags.namespace,
+        "-id",
+        &flags.id,
+        "-address",
+        grpc_address,
+        "-socket",
+        socket,
+    ]);
     if flags.debug {
         cmd.arg("-debug");
     }
@@ -227,21 +253,33 @@ pub fn delete(flags: &Flags) -> Result<()> {
         PathBuf::from(&flags.bundle)
     };
     if let Ok(bytes) = std::fs::read(bundle.join(STATE_FILE)) {
-        let st: BundleState = serde_json::from_slice(&bytes).context("cannot read agentbox state")?;
+        let st: BundleState =
+            serde_json::from_slice(&bytes).context("cannot read agentbox state")?;
         if let Some(delegate) = &st.delegate {
             // shim backend: the delegate cleans up its own task and answers for it
             let out = std::process::Command::new(delegate)
-                .args(["-namespace", &flags.namespace, "-address", &flags.address, "-id", &flags.id])
+                .args([
+                    "-namespace",
+                    &flags.namespace,
+                    "-address",
+                    &flags.address,
+                    "-id",
+                    &flags.id,
+                ])
                 .args(["-bundle", &bundle.display().to_string(), "delete"])
                 .current_dir(&bundle)
                 .stdin(std::process::Stdio::null())
                 .output()
                 .with_context(|| format!("cannot run {delegate} delete"))?;
             let audit = crate::audit::AuditLog::new(&st.audit);
-            let subject = crate::audit::Subject::from_annotations(&flags.namespace, &flags.id, None);
+            let subject =
+                crate::audit::Subject::from_annotations(&flags.namespace, &flags.id, None);
             let _ = audit.record("cleanup", &subject, serde_json::json!({"reason": "containerd deleted the task after its shim went away", "delegate": delegate}));
             if !out.status.success() {
-                bail!("{delegate} delete failed: {}", crate::runsc::summarize(&out.stderr));
+                bail!(
+                    "{delegate} delete failed: {}",
+                    crate::runsc::summarize(&out.stderr)
+                );
             }
             std::io::stdout().write_all(&out.stdout)?;
             return Ok(());
@@ -263,7 +301,11 @@ pub fn delete(flags: &Flags) -> Result<()> {
         }
         let audit = crate::audit::AuditLog::new(&st.audit);
         let subject = crate::audit::Subject::from_annotations(&flags.namespace, &flags.id, None);
-        let _ = audit.record("cleanup", &subject, serde_json::json!({"reason": "containerd deleted the task after its shim went away"}));
+        let _ = audit.record(
+            "cleanup",
+            &subject,
+            serde_json::json!({"reason": "containerd deleted the task after its shim went away"}),
+        );
     } else if let Ok(b) = std::fs::read(bundle.join("config.json")) {
         let _ = b; // never got as far as runsc: nothing to clean
     }
@@ -289,7 +331,9 @@ pub fn info() -> Result<()> {
 }
 
 /// Register the Task service under both protocol names.
-pub fn task_services(task: Arc<dyn Task + Send + Sync>) -> std::collections::HashMap<String, containerd_shim_protos::ttrpc::r#async::Service> {
+pub fn task_services(
+    task: Arc<dyn Task + Send + Sync>,
+) -> std::collections::HashMap<String, containerd_shim_protos::ttrpc::r#async::Service> {
     let mut services = create_task(task.clone());
     for (name, svc) in create_task(task) {
         let v2 = name.replace(".v3.", ".v2.");
@@ -304,12 +348,17 @@ pub fn task_services(task: Arc<dyn Task + Send + Sync>) -> std::collections::Has
 pub async fn serve(flags: &Flags) -> Result<()> {
     crate::reaper_setup()?;
     let listener = take_listener(&flags.socket)?;
-    let ttrpc_address = std::env::var("TTRPC_ADDRESS").map_err(|_| anyhow!("TTRPC_ADDRESS is not set"))?;
+    let ttrpc_address =
+        std::env::var("TTRPC_ADDRESS").map_err(|_| anyhow!("TTRPC_ADDRESS is not set"))?;
     let publisher = containerd_shim::publisher::RemotePublisher::new(&ttrpc_address)
         .await
-        .map_err(|e| anyhow!("cannot connect to containerd's events service at {ttrpc_address}: {e}"))?;
+        .map_err(|e| {
+            anyhow!("cannot connect to containerd's events service at {ttrpc_address}: {e}")
+        })?;
     let config_path = std::env::var_os(CONFIG_ENV).map(PathBuf::from);
-    let cfg_path = config_path.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+    let cfg_path = config_path
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
     let cfg = Config::load(&cfg_path)?;
     let reaper = Arc::new(Reaper::new());
     tokio::spawn(reaper.clone().run());
@@ -325,11 +374,18 @@ pub async fn serve(flags: &Flags) -> Result<()> {
     });
     let task: Arc<dyn Task + Send + Sync> = match cfg.runtime.backend {
         Backend::Runsc => Arc::new(RunscTask::new(daemon.clone())),
-        Backend::Shim => Arc::new(crate::forward::ForwardTask::new(daemon.clone(), &cfg, flags).await?),
+        Backend::Shim => {
+            Arc::new(crate::forward::ForwardTask::new(daemon.clone(), &cfg, flags).await?)
+        }
     };
     let listener = Listener::try_from(listener).context("cannot serve on the shim socket")?;
-    let mut server = Server::new().add_listener(listener).register_service(task_services(task));
-    server.start().await.map_err(|e| anyhow!("cannot start the ttrpc server: {e}"))?;
+    let mut server = Server::new()
+        .add_listener(listener)
+        .register_service(task_services(task));
+    server
+        .start()
+        .await
+        .map_err(|e| anyhow!("cannot start the ttrpc server: {e}"))?;
     tracing::info!(namespace = %flags.namespace, id = %flags.id, backend = ?cfg.runtime.backend, "agentbox daemon serving");
     daemon.shutdown.notified().await;
     // let the last reply reach containerd
@@ -346,7 +402,10 @@ fn take_listener(socket: &str) -> Result<UnixListener> {
     if st.is_ok_and(|s| (s.st_mode & libc::S_IFMT) == libc::S_IFSOCK) {
         // SAFETY: fd 3 was set up by `start` for this process and nothing else owns it.
         let l = unsafe { UnixListener::from_raw_fd(LISTEN_FD) };
-        nix::fcntl::fcntl(&l, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))?;
+        nix::fcntl::fcntl(
+            &l,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )?;
         return Ok(l);
     }
     if socket.is_empty() {
@@ -371,7 +430,10 @@ mod tests {
 
     #[test]
     fn empty_stdin_is_legacy_without_options() {
-        assert_eq!(classify_start_input(b"", &flags("a", "b")), StartInput::Legacy { options: None });
+        assert_eq!(
+            classify_start_input(b"", &flags("a", "b")),
+            StartInput::Legacy { options: None }
+        );
     }
 
     #[test]
@@ -383,7 +445,14 @@ mod tests {
         let bytes = any.write_to_bytes().unwrap();
         match classify_start_input(&bytes, &flags("c1", "k8s.io")) {
             StartInput::Legacy { options: Some(o) } => {
-                assert_eq!(options::from_any(&o).unwrap().unwrap().config_path.as_deref(), Some("/etc/agentbox/gvisor.toml"))
+                assert_eq!(
+                    options::from_any(&o)
+                        .unwrap()
+                        .unwrap()
+                        .config_path
+                        .as_deref(),
+                    Some("/etc/agentbox/gvisor.toml")
+                )
             }
             other => panic!("{other:?}"),
         }
@@ -398,9 +467,15 @@ mod tests {
             ..Default::default()
         };
         let bytes = p.write_to_bytes().unwrap();
-        assert!(matches!(classify_start_input(&bytes, &flags("c1", "k8s.io")), StartInput::Bootstrap(_)));
+        assert!(matches!(
+            classify_start_input(&bytes, &flags("c1", "k8s.io")),
+            StartInput::Bootstrap(_)
+        ));
         // params for another instance are not taken as ours
-        assert!(matches!(classify_start_input(&bytes, &flags("c2", "k8s.io")), StartInput::Legacy { .. }));
+        assert!(matches!(
+            classify_start_input(&bytes, &flags("c2", "k8s.io")),
+            StartInput::Legacy { .. }
+        ));
     }
 
     #[test]
@@ -408,7 +483,13 @@ mod tests {
         let spec = serde_json::json!({"annotations": {"io.kubernetes.cri.sandbox-id": "sb"}});
         assert_eq!(grouping(&spec, "c1"), "sb");
         assert_eq!(grouping(&serde_json::json!({}), "c1"), "c1");
-        assert_eq!(grouping(&serde_json::json!({"annotations": {"io.kubernetes.cri.sandbox-id": ""}}), "c1"), "c1");
+        assert_eq!(
+            grouping(
+                &serde_json::json!({"annotations": {"io.kubernetes.cri.sandbox-id": ""}}),
+                "c1"
+            ),
+            "c1"
+        );
     }
 
     #[test]

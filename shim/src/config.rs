@@ -19,10 +19,7 @@ const MAX_CONFIG_BYTES: u64 = 1 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read agentbox config {path}: {err}")]
-    Read {
-        path: PathBuf,
-        err: std::io::Error,
-    },
+    Read { path: PathBuf, err: std::io::Error },
     #[error("agentbox config {path} is larger than {MAX_CONFIG_BYTES} bytes")]
     TooLarge { path: PathBuf },
     #[error("agentbox config {origin} is not valid TOML for the shim tables: {message}")]
@@ -197,10 +194,17 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         for (k, v) in &self.runtime.runsc_flags {
-            if k.is_empty() || k.starts_with('-') || k.contains('=') || k.contains(char::is_whitespace) {
+            if k.is_empty()
+                || k.starts_with('-')
+                || k.contains('=')
+                || k.contains(char::is_whitespace)
+            {
                 return Err(self.invalid(format!("runtime.runsc_flags: invalid flag name {k:?}")));
             }
-            if matches!(k.as_str(), "root" | "bundle" | "pid-file" | "console-socket") {
+            if matches!(
+                k.as_str(),
+                "root" | "bundle" | "pid-file" | "console-socket"
+            ) {
                 return Err(self.invalid(format!(
                     "runtime.runsc_flags: {k:?} is managed by agentbox and cannot be set"
                 )));
@@ -214,8 +218,12 @@ impl Config {
                 }
             }
         }
-        if self.runtime.backend == Backend::Shim && self.runtime.shim.as_deref().unwrap_or("").is_empty() {
-            return Err(self.invalid("runtime.backend = \"shim\" needs runtime.shim (the delegate shim binary)"));
+        if self.runtime.backend == Backend::Shim
+            && self.runtime.shim.as_deref().unwrap_or("").is_empty()
+        {
+            return Err(self.invalid(
+                "runtime.backend = \"shim\" needs runtime.shim (the delegate shim binary)",
+            ));
         }
         if !self.runtime.runsc_root.is_absolute() {
             return Err(self.invalid("runtime.runsc_root must be an absolute path"));
@@ -282,7 +290,8 @@ mod tests {
 
     #[test]
     fn managed_runsc_flags_are_refused() {
-        let e = Config::from_toml_str("[runtime]\nrunsc_flags = { root = \"/x\" }\n", "t").unwrap_err();
+        let e =
+            Config::from_toml_str("[runtime]\nrunsc_flags = { root = \"/x\" }\n", "t").unwrap_err();
         assert!(e.to_string().contains("managed by agentbox"), "{e}");
     }
 
@@ -301,7 +310,10 @@ mod tests {
     #[test]
     fn unknown_backend_is_refused() {
         let e = Config::from_toml_str("[runtime]\nbackend = \"docker\"\n", "t").unwrap_err();
-        assert!(e.to_string().contains("docker") || e.to_string().contains("variant"), "{e}");
+        assert!(
+            e.to_string().contains("docker") || e.to_string().contains("variant"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -152,7 +152,12 @@ fn tempfile_in(dir: &Path) -> std::io::Result<(std::path::PathBuf, std::fs::File
     use std::os::unix::fs::OpenOptionsExt;
     for i in 0..100u32 {
         let p = dir.join(format!(".agentbox-{}-{i}.tmp", std::process::id()));
-        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(&p) {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&p)
+        {
             Ok(f) => return Ok((p, f)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
@@ -182,7 +187,11 @@ pub fn enforce_exec(
         Ok(d) => d,
         Err(e) => {
             let reason = e.to_string();
-            audit.record("reject", subject, json!({"exec_id": exec_id, "reason": reason}))?;
+            audit.record(
+                "reject",
+                subject,
+                json!({"exec_id": exec_id, "reason": reason}),
+            )?;
             return Err(EnforceError::Input(reason));
         }
     };
@@ -226,7 +235,10 @@ pub fn enforce_exec(
                     "changes": report_json(&report).get("changes").cloned().unwrap_or(json!([])),
                 }),
             )?;
-            Ok(EnforcedExec { process: spec, report })
+            Ok(EnforcedExec {
+                process: spec,
+                report,
+            })
         }
     }
 }
@@ -249,10 +261,12 @@ pub fn redact_arg(arg: &str) -> String {
         return "[redacted]".to_string();
     }
     // a secret embedded in a shell command line
-    if arg.split(|c: char| c.is_whitespace() || c == '\'' || c == '"').any(|w| {
-        looks_like_secret(w)
-            || w.split_once('=').is_some_and(|(_, v)| looks_like_secret(v))
-    }) {
+    if arg
+        .split(|c: char| c.is_whitespace() || c == '\'' || c == '"')
+        .any(|w| {
+            looks_like_secret(w) || w.split_once('=').is_some_and(|(_, v)| looks_like_secret(v))
+        })
+    {
         return "[redacted]".to_string();
     }
     arg.to_string()

@@ -52,14 +52,17 @@ pub fn parse_start_output(out: &str) -> Result<(String, u32), String> {
         return Err("the delegate shim printed no address".into());
     }
     if out.starts_with('{') {
-        let v: Value = serde_json::from_str(out).map_err(|e| format!("the delegate shim printed unreadable JSON: {e}"))?;
+        let v: Value = serde_json::from_str(out)
+            .map_err(|e| format!("the delegate shim printed unreadable JSON: {e}"))?;
         let address = v
             .get("address")
             .and_then(Value::as_str)
             .ok_or("the delegate shim's reply has no address")?;
         let proto = v.get("protocol").and_then(Value::as_str).unwrap_or("ttrpc");
         if proto != "ttrpc" {
-            return Err(format!("the delegate shim speaks {proto}; agentbox forwards ttrpc only"));
+            return Err(format!(
+                "the delegate shim speaks {proto}; agentbox forwards ttrpc only"
+            ));
         }
         let version = v.get("version").and_then(Value::as_u64).unwrap_or(2) as u32;
         return Ok((address.to_string(), version));
@@ -97,7 +100,12 @@ struct Delegate {
 }
 
 impl Delegate {
-    async fn call<Req: Message, Resp: MessageFull>(&self, ctx_timeout_nano: i64, method: &str, req: &Req) -> ttrpc::Result<Resp> {
+    async fn call<Req: Message, Resp: MessageFull>(
+        &self,
+        ctx_timeout_nano: i64,
+        method: &str,
+        req: &Req,
+    ) -> ttrpc::Result<Resp> {
         let payload = req
             .write_to_bytes()
             .map_err(|e| status(Code::INTERNAL, format!("cannot encode {method}: {e}")))?;
@@ -116,7 +124,12 @@ impl Delegate {
             ..Default::default()
         };
         let res = self.client.request(creq).await?;
-        Resp::parse_from_bytes(&res.payload).map_err(|e| status(Code::INTERNAL, format!("cannot decode the delegate's {method} reply: {e}")))
+        Resp::parse_from_bytes(&res.payload).map_err(|e| {
+            status(
+                Code::INTERNAL,
+                format!("cannot decode the delegate's {method} reply: {e}"),
+            )
+        })
     }
 }
 
@@ -139,8 +152,16 @@ pub struct ForwardTask {
 
 impl ForwardTask {
     /// Start the delegate shim for this pod group (cwd is the first container's bundle).
-    pub async fn new(daemon: Arc<Daemon>, cfg: &Config, flags: &Flags) -> anyhow::Result<ForwardTask> {
-        let name = cfg.runtime.shim.clone().ok_or_else(|| anyhow!("runtime.shim is not set"))?;
+    pub async fn new(
+        daemon: Arc<Daemon>,
+        cfg: &Config,
+        flags: &Flags,
+    ) -> anyhow::Result<ForwardTask> {
+        let name = cfg
+            .runtime
+            .shim
+            .clone()
+            .ok_or_else(|| anyhow!("runtime.shim is not set"))?;
         let binary = find_delegate(&name)?;
         let bundle = std::env::current_dir()?;
         let ttrpc_address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
@@ -150,17 +171,29 @@ impl ForwardTask {
             flags.address.clone()
         };
         let mut cmd = tokio::process::Command::new(&binary);
-        cmd.args(["-namespace", &flags.namespace, "-address", &grpc_address, "-id", &flags.id]);
+        cmd.args([
+            "-namespace",
+            &flags.namespace,
+            "-address",
+            &grpc_address,
+            "-id",
+            &flags.id,
+        ]);
         if flags.debug {
             cmd.arg("-debug");
         }
         cmd.arg("start");
         cmd.current_dir(&bundle);
-        cmd.env("TTRPC_ADDRESS", &ttrpc_address).env("GRPC_ADDRESS", &grpc_address).env("NAMESPACE", &flags.namespace);
+        cmd.env("TTRPC_ADDRESS", &ttrpc_address)
+            .env("GRPC_ADDRESS", &grpc_address)
+            .env("NAMESPACE", &flags.namespace);
         cmd.stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
-        let mut child = daemon.reaper.spawn(&mut cmd).context("cannot start the delegate shim")?;
+        let mut child = daemon
+            .reaper
+            .spawn(&mut cmd)
+            .context("cannot start the delegate shim")?;
         let pid = child.id();
         if let Some(p) = &cfg.runtime.shim_config {
             let any = options::to_any(&options::RuntimeOptions {
@@ -186,7 +219,8 @@ impl ForwardTask {
                 crate::runsc::summarize(&out.stderr)
             );
         }
-        let (address, version) = parse_start_output(&String::from_utf8_lossy(&out.stdout)).map_err(|e| anyhow!(e))?;
+        let (address, version) =
+            parse_start_output(&String::from_utf8_lossy(&out.stdout)).map_err(|e| anyhow!(e))?;
         if flags.socket.trim_start_matches("unix://") == address.trim_start_matches("unix://") {
             bail!("the delegate shim answered with agentbox's own socket {address}");
         }
@@ -224,26 +258,52 @@ impl ForwardTask {
             tokio::time::sleep(Duration::from_secs(max)).await;
             let ctx = 0i64;
             let state: ttrpc::Result<StateResponse> = d
-                .call(ctx, "State", &StateRequest { id: id.clone(), ..Default::default() })
+                .call(
+                    ctx,
+                    "State",
+                    &StateRequest {
+                        id: id.clone(),
+                        ..Default::default()
+                    },
+                )
                 .await;
-            if !matches!(state, Ok(ref s) if s.status.value() == containerd_shim_protos::api::Status::RUNNING as i32) {
+            if !matches!(state, Ok(ref s) if s.status.value() == containerd_shim_protos::api::Status::RUNNING as i32)
+            {
                 return;
             }
-            let _ = t.audit.record("lifetime", &t.subject, json!({"max_seconds": max, "action": "SIGTERM"}));
+            let _ = t.audit.record(
+                "lifetime",
+                &t.subject,
+                json!({"max_seconds": max, "action": "SIGTERM"}),
+            );
             let kill = |sig: u32, all: bool| KillRequest {
                 id: id.clone(),
                 signal: sig,
                 all,
                 ..Default::default()
             };
-            let _: ttrpc::Result<Empty> = d.call(ctx, "Kill", &kill(libc::SIGTERM as u32, true)).await;
+            let _: ttrpc::Result<Empty> =
+                d.call(ctx, "Kill", &kill(libc::SIGTERM as u32, true)).await;
             tokio::time::sleep(Duration::from_secs(grace)).await;
             let state: ttrpc::Result<StateResponse> = d
-                .call(ctx, "State", &StateRequest { id: id.clone(), ..Default::default() })
+                .call(
+                    ctx,
+                    "State",
+                    &StateRequest {
+                        id: id.clone(),
+                        ..Default::default()
+                    },
+                )
                 .await;
-            if matches!(state, Ok(ref s) if s.status.value() == containerd_shim_protos::api::Status::RUNNING as i32) {
-                let _ = t.audit.record("lifetime", &t.subject, json!({"max_seconds": max, "action": "SIGKILL"}));
-                let _: ttrpc::Result<Empty> = d.call(ctx, "Kill", &kill(libc::SIGKILL as u32, true)).await;
+            if matches!(state, Ok(ref s) if s.status.value() == containerd_shim_protos::api::Status::RUNNING as i32)
+            {
+                let _ = t.audit.record(
+                    "lifetime",
+                    &t.subject,
+                    json!({"max_seconds": max, "action": "SIGKILL"}),
+                );
+                let _: ttrpc::Result<Empty> =
+                    d.call(ctx, "Kill", &kill(libc::SIGKILL as u32, true)).await;
             }
         });
     }
@@ -251,7 +311,11 @@ impl ForwardTask {
 
 #[async_trait]
 impl Task for ForwardTask {
-    async fn create(&self, ctx: &TtrpcContext, mut req: CreateTaskRequest) -> ttrpc::Result<CreateTaskResponse> {
+    async fn create(
+        &self,
+        ctx: &TtrpcContext,
+        mut req: CreateTaskRequest,
+    ) -> ttrpc::Result<CreateTaskResponse> {
         let cfg = Arc::new(
             resolve_config(req.options.as_ref(), self.daemon.default_config.as_deref())
                 .map_err(|e| status(Code::FAILED_PRECONDITION, e))?,
@@ -276,8 +340,11 @@ impl Task for ForwardTask {
             rootfs_mounted: false,
             delegate: Some(self.delegate.binary.display().to_string()),
         };
-        enforce::write_atomic(&bundle.join(STATE_FILE), &serde_json::to_value(&state).unwrap_or_default())
-            .map_err(|e| status(Code::INTERNAL, format!("cannot write {STATE_FILE}: {e}")))?;
+        enforce::write_atomic(
+            &bundle.join(STATE_FILE),
+            &serde_json::to_value(&state).unwrap_or_default(),
+        )
+        .map_err(|e| status(Code::INTERNAL, format!("cannot write {STATE_FILE}: {e}")))?;
         // the delegate gets its own config, never agentbox's
         req.options = match &self.shim_config {
             Some(p) => Some(options::to_any(&options::RuntimeOptions {
@@ -288,7 +355,8 @@ impl Task for ForwardTask {
             None => None.into(),
         };
         let annotations = enforced.annotations();
-        let subject = Subject::from_annotations(&self.daemon.namespace, &req.id, Some(&annotations));
+        let subject =
+            Subject::from_annotations(&self.daemon.namespace, &req.id, Some(&annotations));
         let resp: CreateTaskResponse = self.delegate.call(ctx.timeout_nano, "Create", &req).await?;
         self.containers.lock().await.insert(
             req.id.clone(),
@@ -318,13 +386,29 @@ impl Task for ForwardTask {
             .tracked(&req.id)
             .await
             .ok_or_else(|| status(Code::NOT_FOUND, format!("container {} not found", req.id)))?;
-        let spec = req.spec.as_ref().map(|a| a.value.clone()).unwrap_or_default();
-        let enforced = enforce::enforce_exec(&t.cfg.policy, &t.audit, &t.subject, &t.annotations, &req.exec_id, &spec)
-            .map_err(|e| status(Code::FAILED_PRECONDITION, e.to_string()))?;
-        let type_url = req.spec.as_ref().map(|a| a.type_url.clone()).unwrap_or_default();
+        let spec = req
+            .spec
+            .as_ref()
+            .map(|a| a.value.clone())
+            .unwrap_or_default();
+        let enforced = enforce::enforce_exec(
+            &t.cfg.policy,
+            &t.audit,
+            &t.subject,
+            &t.annotations,
+            &req.exec_id,
+            &spec,
+        )
+        .map_err(|e| status(Code::FAILED_PRECONDITION, e.to_string()))?;
+        let type_url = req
+            .spec
+            .as_ref()
+            .map(|a| a.type_url.clone())
+            .unwrap_or_default();
         req.spec = Some(Any {
             type_url,
-            value: serde_json::to_vec(&enforced.process).map_err(|e| status(Code::INTERNAL, e.to_string()))?,
+            value: serde_json::to_vec(&enforced.process)
+                .map_err(|e| status(Code::INTERNAL, e.to_string()))?,
             ..Default::default()
         })
         .into();
@@ -344,7 +428,11 @@ impl Task for ForwardTask {
 
     async fn wait(&self, ctx: &TtrpcContext, req: WaitRequest) -> ttrpc::Result<WaitResponse> {
         let resp: WaitResponse = self.delegate.call(ctx.timeout_nano, "Wait", &req).await?;
-        let first = self.exited.lock().unwrap().insert((req.id.clone(), req.exec_id.clone()));
+        let first = self
+            .exited
+            .lock()
+            .unwrap()
+            .insert((req.id.clone(), req.exec_id.clone()));
         if first {
             if let Some(t) = self.tracked(&req.id).await {
                 let fields = if req.exec_id.is_empty() {
@@ -358,7 +446,11 @@ impl Task for ForwardTask {
         Ok(resp)
     }
 
-    async fn delete(&self, ctx: &TtrpcContext, req: DeleteRequest) -> ttrpc::Result<DeleteResponse> {
+    async fn delete(
+        &self,
+        ctx: &TtrpcContext,
+        req: DeleteRequest,
+    ) -> ttrpc::Result<DeleteResponse> {
         let resp: DeleteResponse = self.delegate.call(ctx.timeout_nano, "Delete", &req).await?;
         if req.exec_id.is_empty() {
             if let Some(t) = self.containers.lock().await.remove(&req.id) {
@@ -370,8 +462,15 @@ impl Task for ForwardTask {
         Ok(resp)
     }
 
-    async fn connect(&self, ctx: &TtrpcContext, req: ConnectRequest) -> ttrpc::Result<ConnectResponse> {
-        let mut resp: ConnectResponse = self.delegate.call(ctx.timeout_nano, "Connect", &req).await?;
+    async fn connect(
+        &self,
+        ctx: &TtrpcContext,
+        req: ConnectRequest,
+    ) -> ttrpc::Result<ConnectResponse> {
+        let mut resp: ConnectResponse = self
+            .delegate
+            .call(ctx.timeout_nano, "Connect", &req)
+            .await?;
         resp.shim_pid = std::process::id();
         Ok(resp)
     }
@@ -402,11 +501,19 @@ impl Task for ForwardTask {
     async fn resume(&self, ctx: &TtrpcContext, req: ResumeRequest) -> ttrpc::Result<Empty> {
         self.delegate.call(ctx.timeout_nano, "Resume", &req).await
     }
-    async fn checkpoint(&self, ctx: &TtrpcContext, req: CheckpointTaskRequest) -> ttrpc::Result<Empty> {
-        self.delegate.call(ctx.timeout_nano, "Checkpoint", &req).await
+    async fn checkpoint(
+        &self,
+        ctx: &TtrpcContext,
+        req: CheckpointTaskRequest,
+    ) -> ttrpc::Result<Empty> {
+        self.delegate
+            .call(ctx.timeout_nano, "Checkpoint", &req)
+            .await
     }
     async fn resize_pty(&self, ctx: &TtrpcContext, req: ResizePtyRequest) -> ttrpc::Result<Empty> {
-        self.delegate.call(ctx.timeout_nano, "ResizePty", &req).await
+        self.delegate
+            .call(ctx.timeout_nano, "ResizePty", &req)
+            .await
     }
     async fn close_io(&self, ctx: &TtrpcContext, req: CloseIORequest) -> ttrpc::Result<Empty> {
         self.delegate.call(ctx.timeout_nano, "CloseIO", &req).await
@@ -425,13 +532,19 @@ mod tests {
 
     #[test]
     fn start_output_forms() {
-        assert_eq!(parse_start_output("unix:///run/containerd/s/abc\n").unwrap(), ("unix:///run/containerd/s/abc".into(), 2));
         assert_eq!(
-            parse_start_output(r#"{"version":3,"address":"unix:///x","protocol":"ttrpc"}"#).unwrap(),
+            parse_start_output("unix:///run/containerd/s/abc\n").unwrap(),
+            ("unix:///run/containerd/s/abc".into(), 2)
+        );
+        assert_eq!(
+            parse_start_output(r#"{"version":3,"address":"unix:///x","protocol":"ttrpc"}"#)
+                .unwrap(),
             ("unix:///x".into(), 3)
         );
         assert!(parse_start_output("").is_err());
-        assert!(parse_start_output(r#"{"version":3,"address":"unix:///x","protocol":"grpc"}"#).is_err());
+        assert!(
+            parse_start_output(r#"{"version":3,"address":"unix:///x","protocol":"grpc"}"#).is_err()
+        );
         assert!(parse_start_output("{bad").is_err());
         assert_eq!(service_name(2), "containerd.task.v2.Task");
         assert_eq!(service_name(3), "containerd.task.v3.Task");

@@ -94,7 +94,10 @@ impl ProcessIo {
             let sink = tokio::net::unix::pipe::Sender::from_owned_fd(w)?;
             io.spawn_stdin(paths.stdin.clone(), Box::new(sink));
         }
-        for (path, slot, is_out) in [(&paths.stdout, &mut child.stdout, true), (&paths.stderr, &mut child.stderr, false)] {
+        for (path, slot, is_out) in [
+            (&paths.stdout, &mut child.stdout, true),
+            (&paths.stderr, &mut child.stderr, false),
+        ] {
             if path.is_empty() {
                 continue;
             }
@@ -115,7 +118,10 @@ impl ProcessIo {
         let handle = tokio::spawn(async move {
             // Opening a FIFO for reading blocks until containerd opens the writer.
             let opened = tokio::task::spawn_blocking(move || {
-                OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC).open(path)
+                OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_CLOEXEC)
+                    .open(path)
             });
             tokio::select! {
                 _ = close.notified() => {}
@@ -170,7 +176,10 @@ impl ProcessIo {
     pub fn resize(&self, width: u32, height: u32) -> std::io::Result<()> {
         let guard = self.console.lock().unwrap();
         let Some(master) = guard.as_ref() else {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "process has no terminal"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "process has no terminal",
+            ));
         };
         let ws = libc::winsize {
             ws_row: height.min(u16::MAX as u32) as u16,
@@ -284,8 +293,13 @@ impl ConsoleSocket {
         let mut buf = [0u8; 4096];
         let mut iov = [IoSliceMut::new(&mut buf)];
         let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let msg = recvmsg::<()>(stream.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
-            .map_err(std::io::Error::from)?;
+        let msg = recvmsg::<()>(
+            stream.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(std::io::Error::from)?;
         for c in msg.cmsgs().map_err(std::io::Error::from)? {
             if let ControlMessageOwned::ScmRights(fds) = c {
                 if let Some(&fd) = fds.first() {
@@ -321,7 +335,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
         mkfifo(&out);
-        let mut reader = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&out).unwrap();
+        let mut reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&out)
+            .unwrap();
         let paths = StdioPaths {
             stdout: out.display().to_string(),
             ..Default::default()
@@ -393,7 +411,14 @@ mod tests {
             let f = File::open("/dev/null").unwrap();
             let fds = [f.as_raw_fd()];
             let iov = [std::io::IoSlice::new(b"pty")];
-            sendmsg::<()>(s.as_raw_fd(), &iov, &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None).unwrap();
+            sendmsg::<()>(
+                s.as_raw_fd(),
+                &iov,
+                &[ControlMessage::ScmRights(&fds)],
+                MsgFlags::empty(),
+                None,
+            )
+            .unwrap();
         });
         let fd = sock.receive_master(Duration::from_secs(5)).unwrap();
         t.join().unwrap();

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::{Arc, Mutex};
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
 
 /// A writer that never blocks: lines that do not fit are dropped.
 #[derive(Clone)]
@@ -27,8 +27,18 @@ impl Write for NonBlocking {
     }
 }
 
-fn filter(debug: bool) -> EnvFilter {
-    EnvFilter::try_from_env("AGENTBOX_LOG").unwrap_or_else(|_| EnvFilter::new(if debug { "debug" } else { "info" }))
+/// The level: `AGENTBOX_LOG` (error, warn, info, debug, trace, off), else
+/// debug with containerd's `-debug`, else info. A plain level filter keeps the
+/// daemon small (no regex engine for directives).
+fn filter(debug: bool) -> LevelFilter {
+    std::env::var("AGENTBOX_LOG")
+        .ok()
+        .and_then(|v| v.trim().parse::<LevelFilter>().ok())
+        .unwrap_or(if debug {
+            LevelFilter::DEBUG
+        } else {
+            LevelFilter::INFO
+        })
 }
 
 /// Log to the bundle's `log` FIFO if there is one, else to stderr.
@@ -42,7 +52,7 @@ pub fn init_daemon(debug: bool) {
         Ok(f) => {
             let w = NonBlocking(Arc::new(Mutex::new(f)));
             let _ = tracing_subscriber::fmt()
-                .with_env_filter(filter(debug))
+                .with_max_level(filter(debug))
                 .with_ansi(false)
                 .with_writer(move || w.clone())
                 .try_init();
@@ -53,7 +63,7 @@ pub fn init_daemon(debug: bool) {
 
 pub fn init_stderr(debug: bool) {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter(debug))
+        .with_max_level(filter(debug))
         .with_ansi(false)
         .with_writer(std::io::stderr)
         .try_init();

@@ -1,7 +1,7 @@
 //! containerd-shim-agentbox-v1: a thin binary over the `agentbox_shim` library.
 
-use anyhow::Result;
 use agentbox_shim::{bootstrap, logging};
+use anyhow::Result;
 
 fn main() {
     if let Err(e) = run() {
@@ -32,8 +32,8 @@ fn run() -> Result<()> {
         }
         "" => {
             logging::init_daemon(flags.debug);
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
+            // one thread serves a pod: the work is waiting on runsc and containerd
+            let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             let r = rt.block_on(bootstrap::serve(&flags));

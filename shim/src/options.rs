@@ -51,12 +51,22 @@ pub fn decode(mut buf: &[u8]) -> Result<RuntimeOptions, OptionsError> {
             0 => {
                 read_varint(&mut buf)?;
             }
-            1 => buf = buf.get(8..).ok_or(OptionsError::Malformed("truncated fixed64"))?,
-            5 => buf = buf.get(4..).ok_or(OptionsError::Malformed("truncated fixed32"))?,
+            1 => {
+                buf = buf
+                    .get(8..)
+                    .ok_or(OptionsError::Malformed("truncated fixed64"))?
+            }
+            5 => {
+                buf = buf
+                    .get(4..)
+                    .ok_or(OptionsError::Malformed("truncated fixed32"))?
+            }
             2 => {
                 let len = usize::try_from(read_varint(&mut buf)?)
                     .map_err(|_| OptionsError::Malformed("length overflow"))?;
-                let bytes = buf.get(..len).ok_or(OptionsError::Malformed("truncated field"))?;
+                let bytes = buf
+                    .get(..len)
+                    .ok_or(OptionsError::Malformed("truncated field"))?;
                 buf = &buf[len..];
                 if field == 2 || field == 3 {
                     let s = std::str::from_utf8(bytes).map_err(|_| OptionsError::Utf8(field))?;
@@ -147,7 +157,10 @@ mod tests {
             config_body: None,
         });
         any.type_url = "type.googleapis.com/runtimeoptions.v1.Options".into();
-        assert_eq!(from_any(&any).unwrap().unwrap().config_path.as_deref(), Some("/x"));
+        assert_eq!(
+            from_any(&any).unwrap().unwrap().config_path.as_deref(),
+            Some("/x")
+        );
     }
 
     #[test]
@@ -162,7 +175,12 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for bad in [&[0x12, 0x05, b'a'][..], &[0xff; 11][..], &[0x13][..], &[0x12, 0x01, 0xff][..]] {
+        for bad in [
+            &[0x12, 0x05, b'a'][..],
+            &[0xff; 11][..],
+            &[0x13][..],
+            &[0x12, 0x01, 0xff][..],
+        ] {
             assert!(decode(bad).is_err(), "{bad:?}");
         }
     }

@@ -129,7 +129,8 @@ impl Process {
             }
             g.phase = Phase::Stopped;
         }
-        self.exited_tx.send_replace(Some(Exit { status, at: now() }));
+        self.exited_tx
+            .send_replace(Some(Exit { status, at: now() }));
         true
     }
 
@@ -175,6 +176,10 @@ mod tests {
         assert_eq!(waiter.await.unwrap(), 3);
         assert_eq!(p.exit().unwrap().status, 3);
         p.set_phase(Phase::Running);
-        assert_eq!(p.status(), Status::STOPPED, "a stopped process stays stopped");
+        assert_eq!(
+            p.status(),
+            Status::STOPPED,
+            "a stopped process stays stopped"
+        );
     }
 }

@@ -31,7 +31,10 @@ impl Reaper {
     }
 
     /// Spawn a command whose status tokio will collect.
-    pub fn spawn(&self, cmd: &mut tokio::process::Command) -> std::io::Result<tokio::process::Child> {
+    pub fn spawn(
+        &self,
+        cmd: &mut tokio::process::Command,
+    ) -> std::io::Result<tokio::process::Child> {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let child = cmd.spawn()?;
         if let Some(pid) = child.id() {
@@ -43,13 +46,22 @@ impl Reaper {
     /// Forget a tokio child once its status was collected.
     pub fn untrack(&self, pid: Option<u32>) {
         if let Some(pid) = pid {
-            self.inner.lock().unwrap_or_else(|p| p.into_inner()).tracked.remove(&(pid as i32));
+            self.inner
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .tracked
+                .remove(&(pid as i32));
         }
     }
 
     /// Exit status of an orphan the reaper collected, if any.
     pub fn exit_status(&self, pid: i32) -> Option<i32> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).exits.get(&pid).copied()
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .exits
+            .get(&pid)
+            .copied()
     }
 
     /// Wait for the reaper to collect `pid`'s exit status (bounded by `limit`
@@ -66,7 +78,11 @@ impl Reaper {
             match deadline {
                 Some(d) if tokio::time::Instant::now() >= d => return None,
                 Some(d) => {
-                    let _ = tokio::time::timeout_at(d.min(tokio::time::Instant::now() + tick), notified).await;
+                    let _ = tokio::time::timeout_at(
+                        d.min(tokio::time::Instant::now() + tick),
+                        notified,
+                    )
+                    .await;
                 }
                 None => {
                     let _ = tokio::time::timeout(tick, notified).await;
@@ -76,7 +92,11 @@ impl Reaper {
     }
 
     fn take_exit(&self, pid: i32) -> Option<i32> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).exits.remove(&pid)
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .exits
+            .remove(&pid)
     }
 
     /// Reap every zombie child that tokio does not own. Returns the reaped pids.
@@ -177,7 +197,9 @@ mod tests {
     #[tokio::test]
     async fn tracked_children_are_left_to_tokio() {
         let r = Reaper::new();
-        let mut child = r.spawn(tokio::process::Command::new("true").kill_on_drop(true)).unwrap();
+        let mut child = r
+            .spawn(tokio::process::Command::new("true").kill_on_drop(true))
+            .unwrap();
         let pid = child.id();
         // give it time to exit and become a zombie
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;

@@ -1,6 +1,8 @@
 //! `runsc events --stats` (runc's event JSON) to containerd's cgroup v1 metrics.
 
-use containerd_shim_protos::cgroups::metrics::{CPUStat, CPUUsage, MemoryEntry, MemoryStat, Metrics, PidsStat};
+use containerd_shim_protos::cgroups::metrics::{
+    CPUStat, CPUUsage, MemoryEntry, MemoryStat, Metrics, PidsStat,
+};
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::{Message, MessageField, MessageFull};
 use serde_json::Value;
@@ -16,7 +18,8 @@ pub fn metrics_from_runsc(out: &[u8]) -> Result<Any, String> {
         .lines()
         .find(|l| !l.trim().is_empty())
         .ok_or_else(|| "runsc events printed nothing".to_string())?;
-    let v: Value = serde_json::from_str(line).map_err(|e| format!("runsc events printed unreadable output: {e}"))?;
+    let v: Value = serde_json::from_str(line)
+        .map_err(|e| format!("runsc events printed unreadable output: {e}"))?;
     if v.get("type").and_then(Value::as_str) != Some("stats") {
         return Err("runsc events printed no stats".into());
     }

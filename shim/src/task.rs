@@ -65,7 +65,8 @@ pub fn resolve_config(options_any: Option<&Any>, default: Option<&Path>) -> Resu
         match options::from_any(any) {
             Ok(Some(o)) => {
                 if let Some(body) = o.config_body.as_deref() {
-                    return Config::from_toml_str(body, "runtime options ConfigBody").map_err(|e| e.to_string());
+                    return Config::from_toml_str(body, "runtime options ConfigBody")
+                        .map_err(|e| e.to_string());
                 }
                 if let Some(path) = o.config_path.as_deref() {
                     return Config::load(Path::new(path)).map_err(|e| e.to_string());
@@ -178,7 +179,10 @@ impl RunscTask {
         if req.id.is_empty() || req.bundle.is_empty() {
             return Err("create needs an id and a bundle".into());
         }
-        let cfg = Arc::new(resolve_config(req.options.as_ref(), self.daemon.default_config.as_deref())?);
+        let cfg = Arc::new(resolve_config(
+            req.options.as_ref(),
+            self.daemon.default_config.as_deref(),
+        )?);
         let audit = Arc::new(AuditLog::new(&cfg.audit.path));
         // 1. the policy, before anything else touches the bundle
         let enforced = enforce::enforce_bundle(
@@ -191,7 +195,8 @@ impl RunscTask {
         )
         .map_err(|e| e.to_string())?;
         let annotations = enforced.annotations();
-        let subject = Subject::from_annotations(&self.daemon.namespace, &req.id, Some(&annotations));
+        let subject =
+            Subject::from_annotations(&self.daemon.namespace, &req.id, Some(&annotations));
         if enforced.terminal() != req.terminal && req.terminal {
             return Err("the request asks for a terminal but the spec has none".into());
         }
@@ -200,7 +205,8 @@ impl RunscTask {
         let rootfs = bundle.join("rootfs");
         let mut rootfs_mounted = false;
         if !req.rootfs.is_empty() {
-            std::fs::create_dir_all(&rootfs).map_err(|e| format!("cannot create {}: {e}", rootfs.display()))?;
+            std::fs::create_dir_all(&rootfs)
+                .map_err(|e| format!("cannot create {}: {e}", rootfs.display()))?;
             for m in &req.rootfs {
                 containerd_shim::asynchronous::util::mount_rootfs(m, &rootfs)
                     .await
@@ -210,7 +216,8 @@ impl RunscTask {
         }
 
         let (runsc, cli, log) = self.runsc_for(&cfg, &bundle);
-        std::fs::create_dir_all(&cli.root).map_err(|e| format!("cannot create runsc root {}: {e}", cli.root.display()))?;
+        std::fs::create_dir_all(&cli.root)
+            .map_err(|e| format!("cannot create runsc root {}: {e}", cli.root.display()))?;
         let state = BundleState {
             runsc: cli.binary.clone(),
             root: cli.root.clone(),
@@ -220,8 +227,11 @@ impl RunscTask {
             rootfs_mounted,
             delegate: None,
         };
-        enforce::write_atomic(&bundle.join(STATE_FILE), &serde_json::to_value(&state).unwrap_or_default())
-            .map_err(|e| format!("cannot write {STATE_FILE}: {e}"))?;
+        enforce::write_atomic(
+            &bundle.join(STATE_FILE),
+            &serde_json::to_value(&state).unwrap_or_default(),
+        )
+        .map_err(|e| format!("cannot write {STATE_FILE}: {e}"))?;
 
         let stdio = StdioPaths {
             stdin: req.stdin.clone(),
@@ -262,10 +272,16 @@ impl RunscTask {
         Ok(container)
     }
 
-    async fn runsc_create(&self, c: &Container, stdio: &StdioPaths, pid_file: &Path) -> Result<(), String> {
+    async fn runsc_create(
+        &self,
+        c: &Container,
+        stdio: &StdioPaths,
+        pid_file: &Path,
+    ) -> Result<(), String> {
         let (argv, io, child) = if stdio.terminal {
             let sock_path = console_socket_path(&c.cli.root, &c.id);
-            let sock = ConsoleSocket::bind(&sock_path).map_err(|e| format!("cannot create console socket: {e}"))?;
+            let sock = ConsoleSocket::bind(&sock_path)
+                .map_err(|e| format!("cannot create console socket: {e}"))?;
             let argv = c.cli.create(&c.id, &c.bundle, pid_file, Some(sock.path()));
             let recv = tokio::task::spawn_blocking(move || sock.receive_master(RUNSC_TIMEOUT));
             c.runsc
@@ -276,15 +292,19 @@ impl RunscTask {
                 .await
                 .map_err(|e| e.to_string())?
                 .map_err(|e| format!("cannot receive the container's terminal: {e}"))?;
-            let io = ProcessIo::console(stdio, master).map_err(|e| format!("cannot open container io: {e}"))?;
+            let io = ProcessIo::console(stdio, master)
+                .map_err(|e| format!("cannot open container io: {e}"))?;
             c.init.set_io(io);
             return Ok(());
         } else {
-            let (io, child) = ProcessIo::pipes(stdio).map_err(|e| format!("cannot open container io: {e}"))?;
+            let (io, child) =
+                ProcessIo::pipes(stdio).map_err(|e| format!("cannot open container io: {e}"))?;
             (c.cli.create(&c.id, &c.bundle, pid_file, None), io, child)
         };
         // runsc donates a subcontainer's stdio at `start`; keep a copy for it.
-        let for_start = child.try_clone().map_err(|e| format!("cannot duplicate container io: {e}"))?;
+        let for_start = child
+            .try_clone()
+            .map_err(|e| format!("cannot duplicate container io: {e}"))?;
         c.init.set_io(io);
         c.runsc
             .run_with_stdio(&argv, child, Some(&c.log), RUNSC_TIMEOUT)
@@ -345,10 +365,29 @@ impl RunscTask {
                 json!({"max_seconds": max, "action": "SIGTERM", "grace_seconds": grace}),
             );
             tracing::warn!(container = %c.id, max, "lifetime exceeded; stopping the container");
-            let _ = c.runsc.output(&c.cli.kill(&c.id, libc::SIGTERM as u32, true, None), RUNSC_TIMEOUT).await;
-            if tokio::time::timeout(Duration::from_secs(grace), c.init.wait()).await.is_err() {
-                let _ = c.audit.record("lifetime", &c.subject, json!({"max_seconds": max, "action": "SIGKILL"}));
-                let _ = c.runsc.output(&c.cli.kill(&c.id, libc::SIGKILL as u32, true, None), RUNSC_TIMEOUT).await;
+            let _ = c
+                .runsc
+                .output(
+                    &c.cli.kill(&c.id, libc::SIGTERM as u32, true, None),
+                    RUNSC_TIMEOUT,
+                )
+                .await;
+            if tokio::time::timeout(Duration::from_secs(grace), c.init.wait())
+                .await
+                .is_err()
+            {
+                let _ = c.audit.record(
+                    "lifetime",
+                    &c.subject,
+                    json!({"max_seconds": max, "action": "SIGKILL"}),
+                );
+                let _ = c
+                    .runsc
+                    .output(
+                        &c.cli.kill(&c.id, libc::SIGKILL as u32, true, None),
+                        RUNSC_TIMEOUT,
+                    )
+                    .await;
             }
         });
         *c.lifetime.lock().unwrap() = Some(h);
@@ -357,7 +396,10 @@ impl RunscTask {
 
 /// True for a CRI pod sandbox (pause) container.
 pub fn is_cri_sandbox(annotations: &Map<String, Value>) -> bool {
-    annotations.get("io.kubernetes.cri.container-type").and_then(Value::as_str) == Some("sandbox")
+    annotations
+        .get("io.kubernetes.cri.container-type")
+        .and_then(Value::as_str)
+        == Some("sandbox")
 }
 
 /// A short console socket path (unix socket paths are limited to 107 bytes).
@@ -397,7 +439,11 @@ async fn finish(c: &Container, p: &Process, status: u32, events: &dyn EventSink)
         events,
         TaskExit {
             container_id: c.id.clone(),
-            id: if p.exec_id.is_empty() { c.id.clone() } else { p.exec_id.clone() },
+            id: if p.exec_id.is_empty() {
+                c.id.clone()
+            } else {
+                p.exec_id.clone()
+            },
             pid: p.pid(),
             exit_status: status,
             exited_at: MessageField::some(exit.at),
@@ -408,7 +454,10 @@ async fn finish(c: &Container, p: &Process, status: u32, events: &dyn EventSink)
 }
 
 async fn cleanup_failed_create(c: &Container) {
-    let _ = c.runsc.output(&c.cli.delete(&c.id, true), RUNSC_TIMEOUT).await;
+    let _ = c
+        .runsc
+        .output(&c.cli.delete(&c.id, true), RUNSC_TIMEOUT)
+        .await;
     if let Some(io) = c.init.take_io() {
         io.shutdown();
     }
@@ -433,9 +482,16 @@ fn internal(e: impl std::fmt::Display) -> ttrpc::Error {
 
 #[async_trait]
 impl Task for RunscTask {
-    async fn create(&self, _ctx: &TtrpcContext, req: CreateTaskRequest) -> ttrpc::Result<CreateTaskResponse> {
+    async fn create(
+        &self,
+        _ctx: &TtrpcContext,
+        req: CreateTaskRequest,
+    ) -> ttrpc::Result<CreateTaskResponse> {
         if self.containers.lock().await.contains_key(&req.id) {
-            return Err(status(Code::ALREADY_EXISTS, format!("container {} already exists", req.id)));
+            return Err(status(
+                Code::ALREADY_EXISTS,
+                format!("container {} already exists", req.id),
+            ));
         }
         let c = match self.do_create(&req).await {
             Ok(c) => c,
@@ -475,7 +531,10 @@ impl Task for RunscTask {
         let c = self.get(&req.id).await?;
         let p = c.process(&req.exec_id)?;
         if p.phase() != Phase::Created {
-            return Err(status(Code::FAILED_PRECONDITION, format!("process {} is not in the created state", req.id)));
+            return Err(status(
+                Code::FAILED_PRECONDITION,
+                format!("process {} is not in the created state", req.id),
+            ));
         }
         if req.exec_id.is_empty() {
             let stdio = c.start_stdio.lock().unwrap().take().unwrap_or_default();
@@ -514,12 +573,19 @@ impl Task for RunscTask {
         })
     }
 
-    async fn delete(&self, _ctx: &TtrpcContext, req: DeleteRequest) -> ttrpc::Result<DeleteResponse> {
+    async fn delete(
+        &self,
+        _ctx: &TtrpcContext,
+        req: DeleteRequest,
+    ) -> ttrpc::Result<DeleteResponse> {
         let c = self.get(&req.id).await?;
         if !req.exec_id.is_empty() {
             let p = c.process(&req.exec_id)?;
             if p.phase() != Phase::Stopped && p.phase() != Phase::Created {
-                return Err(status(Code::FAILED_PRECONDITION, format!("exec {} is still running", req.exec_id)));
+                return Err(status(
+                    Code::FAILED_PRECONDITION,
+                    format!("exec {} is still running", req.exec_id),
+                ));
             }
             c.execs.lock().unwrap().remove(&req.exec_id);
             if let Some(io) = p.take_io() {
@@ -535,7 +601,11 @@ impl Task for RunscTask {
         }
         let p = c.init.clone();
         // force: also tears down a sandbox whose init is gone
-        if let Err(e) = c.runsc.output(&c.cli.delete(&c.id, true), RUNSC_TIMEOUT).await {
+        if let Err(e) = c
+            .runsc
+            .output(&c.cli.delete(&c.id, true), RUNSC_TIMEOUT)
+            .await
+        {
             tracing::warn!(container = %c.id, error = %e, "runsc delete failed");
         }
         if p.phase() != Phase::Stopped {
@@ -585,14 +655,31 @@ impl Task for RunscTask {
     async fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> ttrpc::Result<Empty> {
         let c = self.get(&req.id).await?;
         if c.init.phase() == Phase::Stopped {
-            return Err(status(Code::FAILED_PRECONDITION, format!("container {} is not running", req.id)));
+            return Err(status(
+                Code::FAILED_PRECONDITION,
+                format!("container {} is not running", req.id),
+            ));
         }
         if c.execs.lock().unwrap().contains_key(&req.exec_id) || req.exec_id.is_empty() {
-            return Err(status(Code::ALREADY_EXISTS, format!("exec {} already exists", req.exec_id)));
+            return Err(status(
+                Code::ALREADY_EXISTS,
+                format!("exec {} already exists", req.exec_id),
+            ));
         }
-        let spec = req.spec.as_ref().map(|a| a.value.clone()).unwrap_or_default();
-        let enforced = enforce::enforce_exec(&c.cfg.policy, &c.audit, &c.subject, &c.annotations, &req.exec_id, &spec)
-            .map_err(|e| status(Code::FAILED_PRECONDITION, e.to_string()))?;
+        let spec = req
+            .spec
+            .as_ref()
+            .map(|a| a.value.clone())
+            .unwrap_or_default();
+        let enforced = enforce::enforce_exec(
+            &c.cfg.policy,
+            &c.audit,
+            &c.subject,
+            &c.annotations,
+            &req.exec_id,
+            &spec,
+        )
+        .map_err(|e| status(Code::FAILED_PRECONDITION, e.to_string()))?;
         let stdio = StdioPaths {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
@@ -618,7 +705,11 @@ impl Task for RunscTask {
         let p = c.process(&req.exec_id)?;
         let exit = p.exit();
         Ok(StateResponse {
-            id: if req.exec_id.is_empty() { c.id.clone() } else { req.exec_id.clone() },
+            id: if req.exec_id.is_empty() {
+                c.id.clone()
+            } else {
+                req.exec_id.clone()
+            },
             bundle: c.bundle.display().to_string(),
             pid: p.pid(),
             status: p.status().into(),
@@ -647,13 +738,20 @@ impl Task for RunscTask {
     async fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> ttrpc::Result<Empty> {
         let c = self.get(&req.id).await?;
         let p = c.process(&req.exec_id)?;
-        let _ = c.audit.record(
-            "kill",
-            &c.subject,
-            json!({"exec_id": req.exec_id, "signal": req.signal, "all": req.all}),
-        );
+        if p.phase() != Phase::Stopped {
+            let _ = c.audit.record(
+                "kill",
+                &c.subject,
+                json!({"exec_id": req.exec_id, "signal": req.signal, "all": req.all}),
+            );
+        }
         match p.phase() {
-            Phase::Stopped => return Err(status(Code::NOT_FOUND, format!("process {} already finished", req.id))),
+            Phase::Stopped => {
+                return Err(status(
+                    Code::NOT_FOUND,
+                    format!("process {} already finished", req.id),
+                ))
+            }
             Phase::Created if req.exec_id.is_empty() => {
                 // never started: tear it down; the exit is reported by delete
                 c.runsc
@@ -679,15 +777,23 @@ impl Task for RunscTask {
         };
         match c.runsc.output(&argv, RUNSC_TIMEOUT).await {
             Ok(_) => Ok(Empty::new()),
-            Err(e) if p.phase() == Phase::Stopped => Err(status(Code::NOT_FOUND, format!("process already finished: {e}"))),
+            Err(e) if p.phase() == Phase::Stopped => Err(status(
+                Code::NOT_FOUND,
+                format!("process already finished: {e}"),
+            )),
             Err(e) => Err(internal(e)),
         }
     }
 
     async fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> ttrpc::Result<PidsResponse> {
         let c = self.get(&req.id).await?;
-        let out = c.runsc.output(&c.cli.ps(&c.id), RUNSC_TIMEOUT).await.map_err(internal)?;
-        let pids = runsc::parse_ps(&out).ok_or_else(|| internal("runsc ps printed unreadable output"))?;
+        let out = c
+            .runsc
+            .output(&c.cli.ps(&c.id), RUNSC_TIMEOUT)
+            .await
+            .map_err(internal)?;
+        let pids =
+            runsc::parse_ps(&out).ok_or_else(|| internal("runsc ps printed unreadable output"))?;
         Ok(PidsResponse {
             processes: pids
                 .into_iter()
@@ -702,14 +808,20 @@ impl Task for RunscTask {
 
     async fn pause(&self, _ctx: &TtrpcContext, req: PauseRequest) -> ttrpc::Result<Empty> {
         let c = self.get(&req.id).await?;
-        c.runsc.output(&c.cli.pause(&c.id, true), RUNSC_TIMEOUT).await.map_err(internal)?;
+        c.runsc
+            .output(&c.cli.pause(&c.id, true), RUNSC_TIMEOUT)
+            .await
+            .map_err(internal)?;
         c.init.set_phase(Phase::Paused);
         Ok(Empty::new())
     }
 
     async fn resume(&self, _ctx: &TtrpcContext, req: ResumeRequest) -> ttrpc::Result<Empty> {
         let c = self.get(&req.id).await?;
-        c.runsc.output(&c.cli.pause(&c.id, false), RUNSC_TIMEOUT).await.map_err(internal)?;
+        c.runsc
+            .output(&c.cli.pause(&c.id, false), RUNSC_TIMEOUT)
+            .await
+            .map_err(internal)?;
         c.init.set_phase(Phase::Running);
         Ok(Empty::new())
     }
@@ -728,7 +840,10 @@ impl Task for RunscTask {
         let p = c.process(&req.exec_id)?;
         match p.with_io(|io| io.resize(req.width, req.height)) {
             Some(Ok(())) => Ok(Empty::new()),
-            Some(Err(e)) => Err(status(Code::FAILED_PRECONDITION, format!("cannot resize terminal: {e}"))),
+            Some(Err(e)) => Err(status(
+                Code::FAILED_PRECONDITION,
+                format!("cannot resize terminal: {e}"),
+            )),
             None => Err(status(Code::FAILED_PRECONDITION, "process has no terminal")),
         }
     }
@@ -738,13 +853,19 @@ impl Task for RunscTask {
         // gVisor applies cgroup limits to the whole sandbox from outside; the
         // runsc of Debian 12 has no `update`. Accept and record, so kubelet's
         // resource updates do not fail the pod.
-        let _ = c.audit.record("update", &c.subject, json!({"applied": false}));
+        let _ = c
+            .audit
+            .record("update", &c.subject, json!({"applied": false}));
         Ok(Empty::new())
     }
 
     async fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> ttrpc::Result<StatsResponse> {
         let c = self.get(&req.id).await?;
-        let out = c.runsc.output(&c.cli.stats(&c.id), RUNSC_TIMEOUT).await.map_err(internal)?;
+        let out = c
+            .runsc
+            .output(&c.cli.stats(&c.id), RUNSC_TIMEOUT)
+            .await
+            .map_err(internal)?;
         let metrics = crate::stats::metrics_from_runsc(&out).map_err(internal)?;
         Ok(StatsResponse {
             stats: MessageField::some(metrics),
@@ -752,7 +873,11 @@ impl Task for RunscTask {
         })
     }
 
-    async fn connect(&self, _ctx: &TtrpcContext, req: ConnectRequest) -> ttrpc::Result<ConnectResponse> {
+    async fn connect(
+        &self,
+        _ctx: &TtrpcContext,
+        req: ConnectRequest,
+    ) -> ttrpc::Result<ConnectResponse> {
         let task_pid = self.get(&req.id).await.map(|c| c.init.pid()).unwrap_or(0);
         Ok(ConnectResponse {
             shim_pid: std::process::id(),
@@ -765,7 +890,10 @@ impl Task for RunscTask {
     async fn shutdown(&self, _ctx: &TtrpcContext, req: ShutdownRequest) -> ttrpc::Result<Empty> {
         let left = self.containers.lock().await.len();
         if left > 0 && !req.now {
-            tracing::debug!(left, "shutdown requested while containers remain; staying up");
+            tracing::debug!(
+                left,
+                "shutdown requested while containers remain; staying up"
+            );
             return Ok(Empty::new());
         }
         tracing::info!(now = req.now, "no container left; shutting down");
@@ -778,7 +906,18 @@ impl RunscTask {
     async fn start_exec(&self, c: &Arc<Container>, p: &Arc<Process>) -> ttrpc::Result<()> {
         let dir = c.bundle.join("execs");
         std::fs::create_dir_all(&dir).map_err(internal)?;
-        let safe: String = p.exec_id.chars().map(|ch| if ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' { ch } else { '_' }).take(64).collect();
+        let safe: String = p
+            .exec_id
+            .chars()
+            .map(|ch| {
+                if ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' {
+                    ch
+                } else {
+                    '_'
+                }
+            })
+            .take(64)
+            .collect();
         let process_file = dir.join(format!("{safe}.json"));
         let pid_file = dir.join(format!("{safe}.pid"));
         let internal_pid_file = dir.join(format!("{safe}.ipid"));
@@ -787,9 +926,18 @@ impl RunscTask {
         let result = if p.stdio.terminal {
             let sock_path = console_socket_path(&c.cli.root, &p.exec_id);
             let sock = ConsoleSocket::bind(&sock_path).map_err(internal)?;
-            let argv = c.cli.exec(&c.id, &process_file, &pid_file, &internal_pid_file, Some(sock.path()));
+            let argv = c.cli.exec(
+                &c.id,
+                &process_file,
+                &pid_file,
+                &internal_pid_file,
+                Some(sock.path()),
+            );
             let recv = tokio::task::spawn_blocking(move || sock.receive_master(RUNSC_TIMEOUT));
-            let r = c.runsc.run_with_stdio(&argv, Default::default(), Some(&c.log), RUNSC_TIMEOUT).await;
+            let r = c
+                .runsc
+                .run_with_stdio(&argv, Default::default(), Some(&c.log), RUNSC_TIMEOUT)
+                .await;
             if r.is_ok() {
                 let master = recv.await.map_err(internal)?.map_err(internal)?;
                 p.set_io(ProcessIo::console(&p.stdio, master).map_err(internal)?);
@@ -798,8 +946,12 @@ impl RunscTask {
         } else {
             let (io, child) = ProcessIo::pipes(&p.stdio).map_err(internal)?;
             p.set_io(io);
-            let argv = c.cli.exec(&c.id, &process_file, &pid_file, &internal_pid_file, None);
-            c.runsc.run_with_stdio(&argv, child, Some(&c.log), RUNSC_TIMEOUT).await
+            let argv = c
+                .cli
+                .exec(&c.id, &process_file, &pid_file, &internal_pid_file, None);
+            c.runsc
+                .run_with_stdio(&argv, child, Some(&c.log), RUNSC_TIMEOUT)
+                .await
         };
         let _ = std::fs::remove_file(&process_file);
         if let Err(e) = result {
@@ -808,8 +960,13 @@ impl RunscTask {
             }
             return Err(status(Code::FAILED_PRECONDITION, e.to_string()));
         }
-        let read = |f: &Path| std::fs::read_to_string(f).ok().and_then(|s| s.trim().parse::<u32>().ok());
-        let internal_pid = read(&internal_pid_file).ok_or_else(|| internal("runsc exec wrote no internal pid"))?;
+        let read = |f: &Path| {
+            std::fs::read_to_string(f)
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok())
+        };
+        let internal_pid =
+            read(&internal_pid_file).ok_or_else(|| internal("runsc exec wrote no internal pid"))?;
         p.set_internal_pid(internal_pid);
         p.set_pid(read(&pid_file).unwrap_or(internal_pid));
         p.set_phase(Phase::Running);

@@ -11,6 +11,7 @@
 //!
 //! See tests/README.md.
 
+pub mod agentbox;
 pub mod binaries;
 pub mod config;
 pub mod containerd;

@@ -55,9 +55,20 @@ impl RunscCli {
     }
 
     /// `runsc create --bundle B --pid-file P [--console-socket S] ID`
-    pub fn create(&self, id: &str, bundle: &Path, pid_file: &Path, console_socket: Option<&Path>) -> Argv {
+    pub fn create(
+        &self,
+        id: &str,
+        bundle: &Path,
+        pid_file: &Path,
+        console_socket: Option<&Path>,
+    ) -> Argv {
         let mut a = self.base("create");
-        a.extend(["--bundle".into(), p(bundle), "--pid-file".into(), p(pid_file)]);
+        a.extend([
+            "--bundle".into(),
+            p(bundle),
+            "--pid-file".into(),
+            p(pid_file),
+        ]);
         if let Some(s) = console_socket {
             a.extend(["--console-socket".into(), p(s)]);
         }
@@ -197,17 +208,29 @@ mod tests {
     fn create_with_console_and_log() {
         let mut c = cli();
         c.log = Some("/b/runsc.log".into());
-        let a = c.create("c1", Path::new("/b"), Path::new("/b/pid"), Some(Path::new("/b/pty.sock")));
+        let a = c.create(
+            "c1",
+            Path::new("/b"),
+            Path::new("/b/pid"),
+            Some(Path::new("/b/pty.sock")),
+        );
         let s = a.to_strings();
         assert_eq!(s[2], "--log=/b/runsc.log");
         assert_eq!(s[3], "--log-format=json");
-        assert!(s.windows(2).any(|w| w == ["--console-socket", "/b/pty.sock"]));
+        assert!(s
+            .windows(2)
+            .any(|w| w == ["--console-socket", "/b/pty.sock"]));
         assert_eq!(s.last().unwrap(), "c1");
     }
 
     #[test]
     fn global_flags_come_before_the_subcommand() {
-        for a in [cli().start("x"), cli().state("x"), cli().delete("x", true), cli().ps("x")] {
+        for a in [
+            cli().start("x"),
+            cli().state("x"),
+            cli().delete("x", true),
+            cli().ps("x"),
+        ] {
             let s = a.args;
             let sub = s.iter().position(|x| !x.starts_with("--")).unwrap();
             assert!(s[..sub].contains(&"--network=none".to_string()));
@@ -217,24 +240,52 @@ mod tests {
 
     #[test]
     fn kill_lines() {
-        assert_eq!(cli().kill("c", 9, true, None).args[3..], ["kill", "--all", "c", "9"]);
-        assert_eq!(cli().kill("c", 15, false, Some(7)).args[3..], ["kill", "--pid", "7", "c", "15"]);
+        assert_eq!(
+            cli().kill("c", 9, true, None).args[3..],
+            ["kill", "--all", "c", "9"]
+        );
+        assert_eq!(
+            cli().kill("c", 15, false, Some(7)).args[3..],
+            ["kill", "--pid", "7", "c", "15"]
+        );
     }
 
     #[test]
     fn wait_and_exec_lines() {
         assert_eq!(cli().wait("c", None).args[3..], ["wait", "c"]);
-        assert_eq!(cli().wait("c", Some(4)).args[3..], ["wait", "--pid", "4", "c"]);
-        let e = cli().exec("c", Path::new("/t/p.json"), Path::new("/t/pid"), Path::new("/t/ipid"), None);
+        assert_eq!(
+            cli().wait("c", Some(4)).args[3..],
+            ["wait", "--pid", "4", "c"]
+        );
+        let e = cli().exec(
+            "c",
+            Path::new("/t/p.json"),
+            Path::new("/t/pid"),
+            Path::new("/t/ipid"),
+            None,
+        );
         assert_eq!(
             e.args[3..],
-            ["exec", "--process", "/t/p.json", "--detach", "--pid-file", "/t/pid", "--internal-pid-file", "/t/ipid", "c"]
+            [
+                "exec",
+                "--process",
+                "/t/p.json",
+                "--detach",
+                "--pid-file",
+                "/t/pid",
+                "--internal-pid-file",
+                "/t/ipid",
+                "c"
+            ]
         );
     }
 
     #[test]
     fn delete_force_and_stats() {
-        assert_eq!(cli().delete("c", true).args[3..], ["delete", "--force", "c"]);
+        assert_eq!(
+            cli().delete("c", true).args[3..],
+            ["delete", "--force", "c"]
+        );
         assert_eq!(cli().delete("c", false).args[3..], ["delete", "c"]);
         assert_eq!(cli().stats("c").args[3..], ["events", "--stats", "c"]);
     }

@@ -23,9 +23,16 @@ const MAX_MESSAGE: usize = 2048;
 #[derive(Debug, thiserror::Error)]
 pub enum RunscError {
     #[error("cannot run {program}: {err}")]
-    Spawn { program: String, err: std::io::Error },
+    Spawn {
+        program: String,
+        err: std::io::Error,
+    },
     #[error("runsc {sub} failed ({status}): {message}")]
-    Failed { sub: String, status: String, message: String },
+    Failed {
+        sub: String,
+        status: String,
+        message: String,
+    },
     #[error("runsc {sub} timed out after {secs}s")]
     Timeout { sub: String, secs: u64 },
     #[error("runsc {sub} printed output agentbox cannot read: {message}")]
@@ -57,7 +64,11 @@ pub fn summarize(out: &[u8]) -> String {
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| match serde_json::from_str::<serde_json::Value>(l) {
-            Ok(v) => v.get("msg").and_then(|m| m.as_str()).unwrap_or(l).to_string(),
+            Ok(v) => v
+                .get("msg")
+                .and_then(|m| m.as_str())
+                .unwrap_or(l)
+                .to_string(),
             Err(_) => l.to_string(),
         })
         .collect();
@@ -137,14 +148,23 @@ impl Runsc {
         self.output_bounded(argv, Some(timeout)).await
     }
 
-    async fn output_bounded(&self, argv: &Argv, timeout: Option<Duration>) -> Result<Vec<u8>, RunscError> {
+    async fn output_bounded(
+        &self,
+        argv: &Argv,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<u8>, RunscError> {
         let sub = subcommand(argv);
         let mut cmd = self.command(argv);
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = self.reaper.spawn(&mut cmd).map_err(|source| RunscError::Spawn {
-            program: argv.program.display().to_string(),
-            err: source,
-        })?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = self
+            .reaper
+            .spawn(&mut cmd)
+            .map_err(|source| RunscError::Spawn {
+                program: argv.program.display().to_string(),
+                err: source,
+            })?;
         let pid = child.id();
         let mut stdout = child.stdout.take().expect("piped");
         let mut stderr = child.stderr.take().expect("piped");
@@ -164,7 +184,10 @@ impl Runsc {
             Ok(r) => r,
             Err(_) => {
                 if let Some(pid) = pid {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
                 }
                 self.reaper.untrack(pid);
                 return Err(RunscError::Timeout {
@@ -205,12 +228,20 @@ impl Runsc {
         let sub = subcommand(argv);
         let mut cmd = self.command(argv);
         let to = |fd: Option<OwnedFd>| fd.map(Stdio::from).unwrap_or_else(Stdio::null);
-        let log_start = log.and_then(|l| std::fs::metadata(l).ok()).map(|m| m.len()).unwrap_or(0);
-        cmd.stdin(to(stdio.stdin)).stdout(to(stdio.stdout)).stderr(to(stdio.stderr));
-        let mut child = self.reaper.spawn(&mut cmd).map_err(|source| RunscError::Spawn {
-            program: argv.program.display().to_string(),
-            err: source,
-        })?;
+        let log_start = log
+            .and_then(|l| std::fs::metadata(l).ok())
+            .map(|m| m.len())
+            .unwrap_or(0);
+        cmd.stdin(to(stdio.stdin))
+            .stdout(to(stdio.stdout))
+            .stderr(to(stdio.stderr));
+        let mut child = self
+            .reaper
+            .spawn(&mut cmd)
+            .map_err(|source| RunscError::Spawn {
+                program: argv.program.display().to_string(),
+                err: source,
+            })?;
         // drop our copies of the container's ends now that the child has them
         drop(cmd);
         let pid = child.id();
@@ -220,7 +251,10 @@ impl Runsc {
                 let _ = child.start_kill();
                 let _ = child.wait().await;
                 self.reaper.untrack(pid);
-                return Err(RunscError::Timeout { sub, secs: timeout.as_secs() });
+                return Err(RunscError::Timeout {
+                    sub,
+                    secs: timeout.as_secs(),
+                });
             }
         };
         self.reaper.untrack(pid);
@@ -292,7 +326,10 @@ mod tests {
     fn parses_wait_state_ps() {
         assert_eq!(parse_wait(br#"{"id":"c","exitStatus":137}"#), Some(137));
         assert_eq!(parse_wait(b"nope"), None);
-        let s = parse_state(br#"{"ociVersion":"1.0.2","id":"c","status":"running","pid":42,"bundle":"/b"}"#).unwrap();
+        let s = parse_state(
+            br#"{"ociVersion":"1.0.2","id":"c","status":"running","pid":42,"bundle":"/b"}"#,
+        )
+        .unwrap();
         assert_eq!((s.pid, s.status.as_str()), (42, "running"));
         assert_eq!(parse_ps(b"[1,5,9]"), Some(vec![1, 5, 9]));
         assert_eq!(parse_ps(b"null"), Some(vec![]));
@@ -303,7 +340,10 @@ mod tests {
     fn summary_keeps_last_json_messages_bounded() {
         let log = b"{\"msg\":\"starting\",\"level\":\"info\"}\n{\"msg\":\"FATAL ERROR: cannot run with network enabled in root network namespace\"}\n{\"msg\":\"FATAL ERROR: cannot run with network enabled in root network namespace\"}\n";
         let s = summarize(log);
-        assert!(s.ends_with("cannot run with network enabled in root network namespace"), "{s}");
+        assert!(
+            s.ends_with("cannot run with network enabled in root network namespace"),
+            "{s}"
+        );
         assert_eq!(s.matches("FATAL").count(), 1);
         let big = vec![b'x'; 10_000];
         assert!(summarize(&big).len() <= MAX_MESSAGE + 4);
@@ -332,15 +372,24 @@ mod tests {
     #[tokio::test]
     async fn failure_carries_stderr() {
         let (_d, r) = fake("echo 'creating container: boom' >&2; exit 3");
-        let e = r.output(&r.cli.state("c"), Duration::from_secs(5)).await.unwrap_err();
+        let e = r
+            .output(&r.cli.state("c"), Duration::from_secs(5))
+            .await
+            .unwrap_err();
         let s = e.to_string();
-        assert!(s.contains("runsc state failed") && s.contains("boom"), "{s}");
+        assert!(
+            s.contains("runsc state failed") && s.contains("boom"),
+            "{s}"
+        );
     }
 
     #[tokio::test]
     async fn timeout_is_reported() {
         let (_d, r) = fake("sleep 5");
-        let e = r.output(&r.cli.state("c"), Duration::from_millis(200)).await.unwrap_err();
+        let e = r
+            .output(&r.cli.state("c"), Duration::from_millis(200))
+            .await
+            .unwrap_err();
         assert!(matches!(e, RunscError::Timeout { .. }), "{e}");
     }
 
@@ -352,13 +401,20 @@ mod tests {
 
     #[tokio::test]
     async fn run_with_stdio_reads_the_log_on_failure() {
-        let (d, r) = fake(r#"for a in "$@"; do case "$a" in --log=*) echo '{"msg":"gofer: permission denied"}' >> "${a#--log=}";; esac; done; exit 1"#);
+        let (d, r) = fake(
+            r#"for a in "$@"; do case "$a" in --log=*) echo '{"msg":"gofer: permission denied"}' >> "${a#--log=}";; esac; done; exit 1"#,
+        );
         let log = d.path().join("runsc.log");
         let mut cli = r.cli.clone();
         cli.log = Some(log.clone());
         let argv = cli.start("c");
         let e = r
-            .run_with_stdio(&argv, ChildStdio::default(), Some(&log), Duration::from_secs(5))
+            .run_with_stdio(
+                &argv,
+                ChildStdio::default(),
+                Some(&log),
+                Duration::from_secs(5),
+            )
             .await
             .unwrap_err();
         assert!(e.to_string().contains("gofer: permission denied"), "{e}");

@@ -1,0 +1,56 @@
+# agentbox — see README.md.
+# `make demo` and `make test` work on a fresh Debian 12 machine as root.
+
+CARGO ?= cargo
+# End-to-end tests start private containerds and gVisor sandboxes: two at a
+# time is what a 2-core machine takes without timing out.
+E2E_THREADS ?= 2
+
+.PHONY: all deps build release test lint unit e2e test-matrix demo bench bench-policy bench-shim clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	$(CARGO) build --workspace --all-targets
+
+release: deps
+	$(CARGO) build --release -p agentbox-shim -p agentbox-policy
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Unit, golden, property and in-process tests (no root needed), then the
+# end-to-end suites against real containerd + runc + runsc (root).
+unit:
+	$(CARGO) test -p agentbox-policy -p agentbox-shim
+
+e2e: build
+	$(CARGO) test -p agentbox-e2e -- --test-threads=$(E2E_THREADS)
+
+test: deps lint build unit e2e
+
+# Every containerd version (1.6 from Debian 12, 1.7 from trixie, 2.1 from
+# sid) through both backends; `make test` runs the same matrix.
+test-matrix: build
+	$(CARGO) test -p agentbox-e2e --test agentbox_matrix -- --test-threads=$(E2E_THREADS)
+
+demo: deps
+	$(CARGO) build -p agentbox-shim
+	$(CARGO) build -p agentbox-e2e --bin agentbox-demo
+	$(CARGO) run -q -p agentbox-e2e --bin agentbox-demo
+
+bench: bench-policy bench-shim
+
+bench-policy:
+	$(CARGO) bench -p agentbox-policy --bench apply
+
+bench-shim: release
+	$(CARGO) build --release -p agentbox-e2e --bin agentbox-bench
+	$(CARGO) run --release -q -p agentbox-e2e --bin agentbox-bench
+
+clean:
+	$(CARGO) clean

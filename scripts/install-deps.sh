@@ -1,0 +1,30 @@
+#!/bin/sh
+# Install what agentbox's build, tests and demo need on Debian 12 (root).
+# Idempotent: does nothing when every tool is already there.
+set -eu
+
+need=""
+have() { command -v "$1" >/dev/null 2>&1; }
+for pair in containerd:containerd ctr:containerd runc:runc runsc:runsc \
+            busybox:busybox-static umoci:umoci skopeo:skopeo protoc:protobuf-compiler \
+            ip:iproute2 nft:nftables gcc:gcc script:bsdutils; do
+    bin=${pair%%:*}; pkg=${pair#*:}
+    have "$bin" || need="$need $pkg"
+done
+[ -x /usr/lib/cni/bridge ] || need="$need containernetworking-plugins"
+[ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need="$need libc6-dev"
+
+if [ -n "$need" ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "install-deps: missing packages:$need (run as root to install them)" >&2
+        exit 1
+    fi
+    echo "install-deps: installing$need"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $need >/dev/null
+fi
+# The Debian package starts no containerd here (no systemd), and agentbox's
+# tests never use a system one: each starts its own private containerd.
+echo "install-deps: ok"

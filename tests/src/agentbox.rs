@@ -1,0 +1,108 @@
+//! agentbox in the harness: a private containerd with
+//! the agentbox runtime (the shim binary from this workspace's target folder)
+//! and an agentbox config in the containerd's temp dir.
+
+use std::path::{Path, PathBuf};
+
+use crate::{Binaries, ContainerdOptions, RuntimeHandler};
+
+/// CRI handler name of the agentbox runtime in these tests.
+pub const AGENTBOX: &str = "agentbox";
+pub const RUNTIME_TYPE: &str = "io.containerd.agentbox.v1";
+
+/// The folder holding `containerd-shim-agentbox-v1` (built by `cargo test`).
+pub fn shim_dir() -> PathBuf {
+    let dir = crate::util::cargo_target_dir().join(if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    });
+    let bin = dir.join("containerd-shim-agentbox-v1");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it first (`cargo build -p agentbox-shim`; `make test` does)",
+        bin.display()
+    );
+    dir
+}
+
+/// An agentbox config for a test containerd: runsc with ptrace, runsc state,
+/// audit log and the rest in the containerd's temp dir. `extra` is appended.
+pub fn write_config(dir: &Path, name: &str, network: &str, extra: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    let runsc_root = dir.join("ab-runsc");
+    let audit = dir.join("audit.jsonl");
+    let mask = network == "sandbox";
+    let text = format!(
+        "{extra}\n[runtime]\nrunsc = \"/usr/bin/runsc\"\nrunsc_root = \"{}\"\nrunsc_flags = {{ platform = \"ptrace\", network = \"{network}\" }}\nrunsc_mask_proc_sys_net = {mask}\n[audit]\npath = \"{}\"\n",
+        runsc_root.display(),
+        audit.display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The containerd's CRI root and state folders: what a node's
+/// `/var/lib/containerd/io.containerd.grpc.v1.cri` and
+/// `/run/containerd/io.containerd.grpc.v1.cri` are for the private one.
+pub fn managed_roots(ctd: &crate::Containerd) -> String {
+    let r = ctd.dir().join("root/io.containerd.grpc.v1.cri");
+    let s = ctd.dir().join("state/io.containerd.grpc.v1.cri");
+    format!(
+        "managed_roots = [\"{}/\", \"{}/\", \"{}/\"]",
+        r.display(),
+        s.display(),
+        ctd.pod_log_root().display()
+    )
+}
+
+/// All audit records so far (the log `write_config` set up in `dir`).
+pub fn audit(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("audit lines are JSON"))
+        .collect()
+}
+
+/// Options for a containerd whose PATH finds the agentbox shim, with an
+/// `agentbox` CRI handler whose ConfigPath is written by `config` once the
+/// temp dir is known. The handler passes `agentbox.dev/*` pod annotations.
+pub fn options(binaries: Binaries, config_path: &Path) -> ContainerdOptions {
+    ContainerdOptions::default()
+        .with_binaries(binaries.with_shim_dir(shim_dir()))
+        .handler(
+            RuntimeHandler::new(AGENTBOX, RUNTIME_TYPE)
+                .option("ConfigPath", config_path.display().to_string())
+                .pod_annotations(["agentbox.dev/*"]),
+        )
+}
+
+/// A place for a config before the containerd exists (the handler needs its
+/// path up front): a temp dir kept for the test's duration.
+pub struct ConfigDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl ConfigDir {
+    pub fn new() -> ConfigDir {
+        ConfigDir {
+            dir: tempfile::Builder::new()
+                .prefix("ab-cfg")
+                .tempdir_in("/tmp")
+                .unwrap(),
+        }
+    }
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Shim and runsc processes whose command line mentions `needle`.
+pub fn processes_mentioning(needle: &str) -> Vec<String> {
+    crate::util::list_procs()
+        .into_iter()
+        .filter(|p| p.cmdline.join(" ").contains(needle))
+        .map(|p| format!("{} {}", p.pid, p.cmdline.join(" ")))
+        .collect()
+}
