@@ -5,12 +5,15 @@ use agentbox_policy::{apply, NoHostFs, Policy, Profile};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use serde_json::{json, Value};
 
+/// The CRI container fixture, compact as containerd writes `config.json`.
 fn typical() -> Vec<u8> {
-    std::fs::read(concat!(
+    let pretty = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/cri-container.json"
     ))
-    .expect("fixture")
+    .expect("fixture");
+    let v: Value = serde_json::from_slice(&pretty).unwrap();
+    serde_json::to_vec(&v).unwrap()
 }
 
 fn large() -> Vec<u8> {

@@ -4,7 +4,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::annotations::{Effective, Phase};
-use crate::paths::{alias, is_under, lexical_forms, normalize, SERVICEACCOUNT_DESTS};
+use crate::paths::{alias, is_under, lexical_forms, normalize, parts, SERVICEACCOUNT_DESTS};
 use crate::report::{Recorder, Refusal};
 use crate::{HostFs, Inject, Policy, Profile};
 
@@ -202,7 +202,8 @@ fn mount_fate(
     host: &dyn HostFs,
 ) -> Result<Fate, Refusal> {
     let dalias = alias(dnorm);
-    if policy.sockets.iter().any(|s| s.is_exactly(&dalias)) {
+    let dparts = parts(&dalias);
+    if policy.sockets.iter().any(|s| s.is_exactly_parts(&dparts)) {
         return Ok(Fate::Drop("mounts.socket-destination"));
     }
     if !sa_allowed
@@ -232,10 +233,10 @@ fn mount_fate(
     if all.clone().any(|f| is_under(f, "/proc")) {
         return Ok(Fate::Drop("mounts.host-proc"));
     }
-    if all
-        .clone()
-        .any(|f| policy.sockets.iter().any(|s| s.reaches(f)))
-    {
+    if all.clone().any(|f| {
+        let p = parts(f);
+        policy.sockets.iter().any(|s| s.reaches_parts(&p))
+    }) {
         return Ok(Fate::Drop("mounts.runtime-socket"));
     }
     if sensitive && (host.is_socket(src) || all.clone().any(|f| looks_like_socket(f))) {

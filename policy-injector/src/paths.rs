@@ -109,35 +109,48 @@ impl PathPattern {
     /// component matches and `path` is exactly as long (the path is the socket),
     /// `Some(false)` if they match and one is a prefix of the other (an ancestor
     /// folder or something below the socket), `None` otherwise.
-    fn relate(&self, path: &str) -> Option<bool> {
-        let mut pcomps = path.split('/').filter(|c| !c.is_empty());
-        for (pat, wild) in &self.comps {
-            match pcomps.next() {
-                None => return Some(false),
-                Some(c) => {
-                    let ok = if *wild {
-                        glob_match(pat.as_bytes(), c.as_bytes(), false)
-                    } else {
-                        pat == c
-                    };
-                    if !ok {
-                        return None;
-                    }
-                }
+    fn relate(&self, parts: &[&str]) -> Option<bool> {
+        for (i, (pat, wild)) in self.comps.iter().enumerate() {
+            let Some(c) = parts.get(i) else {
+                return Some(false);
+            };
+            let ok = if *wild {
+                glob_match(pat.as_bytes(), c.as_bytes(), false)
+            } else {
+                pat == c
+            };
+            if !ok {
+                return None;
             }
         }
-        Some(pcomps.next().is_none())
+        Some(parts.len() == self.comps.len())
     }
 
     /// `path` (normalised, aliased) is this socket, a folder above it, or below it.
     pub fn reaches(&self, path: &str) -> bool {
-        self.relate(path).is_some()
+        self.reaches_parts(&parts(path))
+    }
+
+    /// [`PathPattern::reaches`] on a path already split by [`parts`].
+    pub fn reaches_parts(&self, parts: &[&str]) -> bool {
+        self.relate(parts).is_some()
     }
 
     /// `path` (normalised, aliased) is exactly this socket.
+    #[cfg(test)]
     pub fn is_exactly(&self, path: &str) -> bool {
-        self.relate(path) == Some(true)
+        self.is_exactly_parts(&parts(path))
     }
+
+    /// [`PathPattern::is_exactly`] on a path already split by [`parts`].
+    pub fn is_exactly_parts(&self, parts: &[&str]) -> bool {
+        parts.len() == self.comps.len() && self.relate(parts) == Some(true)
+    }
+}
+
+/// The components of a normalised path.
+pub fn parts(path: &str) -> Vec<&str> {
+    path.split('/').filter(|c| !c.is_empty()).collect()
 }
 
 /// Built-in container-runtime and node-agent sockets (`/var/run` is folded to `/run`).
