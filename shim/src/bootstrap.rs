@@ -371,6 +371,9 @@ pub async fn serve(flags: &Flags) -> Result<()> {
         }),
         reaper,
         shutdown: Arc::new(Notify::new()),
+        trimmer: Some(crate::trim::Trimmer::spawn(std::time::Duration::from_secs(
+            1,
+        ))),
     });
     let task: Arc<dyn Task + Send + Sync> = match cfg.runtime.backend {
         Backend::Runsc => Arc::new(RunscTask::new(daemon.clone())),
@@ -387,6 +390,7 @@ pub async fn serve(flags: &Flags) -> Result<()> {
         .await
         .map_err(|e| anyhow!("cannot start the ttrpc server: {e}"))?;
     tracing::info!(namespace = %flags.namespace, id = %flags.id, backend = ?cfg.runtime.backend, "agentbox daemon serving");
+    daemon.worked();
     daemon.shutdown.notified().await;
     // let the last reply reach containerd
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;

@@ -23,6 +23,7 @@ pub mod reaper;
 pub mod runsc;
 pub mod stats;
 pub mod task;
+pub mod trim;
 
 /// Become a child subreaper, so runsc's sandbox processes stay ours to reap.
 pub fn reaper_setup() -> std::io::Result<()> {

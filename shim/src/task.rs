@@ -56,6 +56,17 @@ pub struct Daemon {
     pub reaper: Arc<Reaper>,
     /// Notified when the daemon should exit.
     pub shutdown: Arc<Notify>,
+    /// Trims the daemon's working set after bursts of work.
+    pub trimmer: Option<crate::trim::Trimmer>,
+}
+
+impl Daemon {
+    /// Note that work happened (the working set is trimmed once it is quiet).
+    pub fn worked(&self) {
+        if let Some(t) = &self.trimmer {
+            t.poke();
+        }
+    }
 }
 
 /// Resolve the config for a Create: the request's runtime options win, then
@@ -502,6 +513,7 @@ impl Task for RunscTask {
         };
         let pid = c.init.pid();
         self.containers.lock().await.insert(c.id.clone(), c.clone());
+        self.daemon.worked();
         events::send(
             self.daemon.events.as_ref(),
             TaskCreate {
@@ -567,6 +579,7 @@ impl Task for RunscTask {
             )
             .await;
         }
+        self.daemon.worked();
         Ok(StartResponse {
             pid: p.pid(),
             ..Default::default()
