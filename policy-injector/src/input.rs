@@ -99,12 +99,10 @@ fn has_nul(s: &str) -> bool {
 
 fn walk<'a>(v: &'a Value, depth: usize, path: &mut Vec<Seg<'a>>) -> Result<(), InputError> {
     match v {
-        Value::String(s) => {
-            if has_nul(s) {
-                return Err(InputError::NulByte {
-                    pointer: pointer(path),
-                });
-            }
+        Value::String(s) if has_nul(s) => {
+            return Err(InputError::NulByte {
+                pointer: pointer(path),
+            });
         }
         Value::Array(a) => {
             if depth >= MAX_DEPTH {
