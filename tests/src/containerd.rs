@@ -310,6 +310,24 @@ impl Containerd {
         }
     }
 
+    /// Kill containerd itself (SIGKILL, as a crash or an upgrade would) and
+    /// start it again on the same root, state and config: shims and their
+    /// workloads keep running and containerd must reconnect to them.
+    /// `opts` must be what the instance was started with.
+    pub fn restart(&mut self, opts: &ContainerdOptions) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = fs::rename(self.log_path(), self.dir.join("containerd.log.1"));
+        self.spawn(opts)
+    }
+
+    /// PID of the running containerd.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// The temp dir everything lives in.
     pub fn dir(&self) -> &Path {
         &self.dir

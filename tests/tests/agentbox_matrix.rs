@@ -11,7 +11,10 @@ mod common;
 
 use std::time::Duration;
 
-use agentbox_e2e::{skip_unless_root, Binaries, ContainerSpec, Containerd, BUSYBOX_IMAGE, DEFAULT_NAMESPACE, K8S_NAMESPACE};
+use agentbox_e2e::{
+    skip_unless_root, Binaries, ContainerSpec, Containerd, BUSYBOX_IMAGE, DEFAULT_NAMESPACE,
+    K8S_NAMESPACE,
+};
 use common::*;
 
 const T: Duration = Duration::from_secs(60);
@@ -38,68 +41,125 @@ fn case(suite: &str, backend: Backend) {
         eprintln!("SKIPPED {name}: AGENTBOX_E2E_SUITES excludes {suite}");
         return;
     }
-    let binaries = Binaries::for_suite(suite).unwrap_or_else(|e| panic!("containerd for {suite}: {e:#}"));
+    let binaries =
+        Binaries::for_suite(suite).unwrap_or_else(|e| panic!("containerd for {suite}: {e:#}"));
     let cfg = ConfigDir::new();
     let path = cfg.path().join("agentbox.toml");
     let ctd = Containerd::start(options(binaries, &path)).expect("start containerd");
     let runtime = match backend {
         Backend::Runsc => String::new(),
-        Backend::RuncShim => "backend = \"shim\"\nshim = \"containerd-shim-runc-v2\"\nsandbox = \"none\"\n".to_string(),
+        Backend::RuncShim => {
+            "backend = \"shim\"\nshim = \"containerd-shim-runc-v2\"\nsandbox = \"none\"\n"
+                .to_string()
+        }
     };
     let network = match backend {
         Backend::Runsc => "sandbox",
         Backend::RuncShim => "none",
     };
-    write_config(cfg.path(), "agentbox", network, &format!("profile = \"standard\"\n[mounts]\n{}\n", managed_roots(&ctd)));
+    write_config(
+        cfg.path(),
+        "agentbox",
+        network,
+        &format!(
+            "profile = \"standard\"\n[mounts]\n{}\n",
+            managed_roots(&ctd)
+        ),
+    );
     if !runtime.is_empty() {
         // the shim backend's settings go into the [runtime] table write_config made
-        let text = std::fs::read_to_string(&path).unwrap().replace("[runtime]\n", &format!("[runtime]\n{runtime}"));
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("[runtime]\n", &format!("[runtime]\n{runtime}"));
         std::fs::write(&path, text).unwrap();
     }
     eprintln!("{name}: containerd {}", ctd.version());
     let secret = format!("ghs_{}", "Q1w2E3r4T5y6U7i8O9p0A1s2D3f4G5h6J7k8");
 
     // ctr: the policy from inside, exit status, --net-host refused
-    ctd.import_busybox(DEFAULT_NAMESPACE).expect("import busybox");
+    ctd.import_busybox(DEFAULT_NAMESPACE)
+        .expect("import busybox");
     let id = ctd.unique_id("mx");
     let env = format!("GH_TOKEN={secret}");
     let cfg_s = path.display().to_string();
     let o = ctd.ctr_run(
-        &["--runtime", RUNTIME_TYPE, "--runtime-config-path", &cfg_s, "--env", &env, "--env", "LANG=C.UTF-8"],
+        &[
+            "--runtime",
+            RUNTIME_TYPE,
+            "--runtime-config-path",
+            &cfg_s,
+            "--env",
+            &env,
+            "--env",
+            "LANG=C.UTF-8",
+        ],
         BUSYBOX_IMAGE,
         &id,
         &["sh", "-c", "env; dmesg 2>/dev/null | head -1; exit 9"],
     );
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert_eq!(o.status.code(), Some(9), "{name}: {out}\n{}\n{}", String::from_utf8_lossy(&o.stderr), ctd.log_tail(40));
-    assert!(!out.contains("GH_TOKEN") && !out.contains(&secret), "{name}: secret visible");
+    assert_eq!(
+        o.status.code(),
+        Some(9),
+        "{name}: {out}\n{}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        ctd.log_tail(40)
+    );
+    assert!(
+        !out.contains("GH_TOKEN") && !out.contains(&secret),
+        "{name}: secret visible"
+    );
     assert!(out.contains("LANG=C.UTF-8"), "{name}: {out}");
     match backend {
         Backend::Runsc => assert!(out.contains("Starting gVisor"), "{name}: {out}"),
         Backend::RuncShim => assert!(!out.contains("Starting gVisor"), "{name}: {out}"),
     }
     let id2 = ctd.unique_id("mx-nethost");
-    let o = ctd.ctr_run(&["--runtime", RUNTIME_TYPE, "--runtime-config-path", &cfg_s, "--net-host"], BUSYBOX_IMAGE, &id2, &["true"]);
+    let o = ctd.ctr_run(
+        &[
+            "--runtime",
+            RUNTIME_TYPE,
+            "--runtime-config-path",
+            &cfg_s,
+            "--net-host",
+        ],
+        BUSYBOX_IMAGE,
+        &id2,
+        &["true"],
+    );
     assert!(!o.status.success(), "{name}: --net-host ran");
-    assert!(String::from_utf8_lossy(&o.stderr).contains("host network namespace"), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("host network namespace"),
+        "{name}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let _ = ctd.ctr(&["containers", "rm", &id2]);
 
     // CRI: a pod with a container, exec, the policy, stop and remove
-    ctd.import_busybox(K8S_NAMESPACE).expect("import busybox (k8s.io)");
+    ctd.import_busybox(K8S_NAMESPACE)
+        .expect("import busybox (k8s.io)");
     let cri = ctd.cri().expect("CRI client");
-    let pod = cri.run_pod("mx-pod", "mx", "uid-mx", AGENTBOX, &[]).expect("RunPodSandbox");
+    let pod = cri
+        .run_pod("mx-pod", "mx", "uid-mx", AGENTBOX, &[])
+        .expect("RunPodSandbox");
     let spec = ContainerSpec::new("agent", BUSYBOX_IMAGE)
         .command(["sleep", "300"])
         .env("GH_TOKEN", &secret)
         .env("EDITOR", "vi");
     let cid = cri.create_container(&pod, &spec).expect("CreateContainer");
     cri.start(&cid).expect("StartContainer");
-    let r = cri.exec_sync(&cid, &["sh", "-c", "env; exit 2"], T).expect("ExecSync");
+    let r = cri
+        .exec_sync(&cid, &["sh", "-c", "env; exit 2"], T)
+        .expect("ExecSync");
     assert_eq!(r.exit_code, 2, "{name}: {r:?}");
-    assert!(!r.stdout.contains(&secret) && r.stdout.contains("EDITOR=vi"), "{name}: {r:?}");
+    assert!(
+        !r.stdout.contains(&secret) && r.stdout.contains("EDITOR=vi"),
+        "{name}: {r:?}"
+    );
     let ip = cri.pod_ip(&pod.id).expect("pod ip");
     assert!(ctd.network().contains(&ip), "{name}: pod ip {ip}");
-    cri.stop_container(&cid, Duration::from_secs(2)).expect("StopContainer");
+    cri.stop_container(&cid, Duration::from_secs(2))
+        .expect("StopContainer");
     cri.remove_container(&cid).expect("RemoveContainer");
     cri.stop_pod(&pod.id).expect("StopPodSandbox");
     cri.remove_pod(&pod.id).expect("RemovePodSandbox");
@@ -111,8 +171,15 @@ fn case(suite: &str, backend: Backend) {
         Backend::Runsc => "gvisor",
         Backend::RuncShim => "none",
     };
-    assert!(recs.iter().filter(|r| r["event"] == "create").all(|r| r["sandbox"] == expected), "{name}: {recs:#?}");
-    assert!(!std::fs::read_to_string(cfg.path().join("audit.jsonl")).unwrap().contains(&secret));
+    assert!(
+        recs.iter()
+            .filter(|r| r["event"] == "create")
+            .all(|r| r["sandbox"] == expected),
+        "{name}: {recs:#?}"
+    );
+    assert!(!std::fs::read_to_string(cfg.path().join("audit.jsonl"))
+        .unwrap()
+        .contains(&secret));
 }
 
 #[test]

@@ -1,0 +1,201 @@
+//! Faults: the agentbox daemon killed with SIGKILL, then containerd's
+//! cleanup; containerd itself restarted under a running pod. Needs root.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use agentbox_e2e::cri::v1::ContainerState;
+use agentbox_e2e::{
+    skip_unless_root, Binaries, ContainerSpec, Containerd, BUSYBOX_IMAGE, DEFAULT_NAMESPACE,
+    K8S_NAMESPACE,
+};
+use common::*;
+
+const T: Duration = Duration::from_secs(60);
+
+fn pids_matching(all: &[&str]) -> Vec<i32> {
+    agentbox_e2e::util::list_procs()
+        .into_iter()
+        .filter(|p| {
+            let line = p.cmdline.join(" ");
+            all.iter().all(|n| line.contains(n))
+        })
+        .map(|p| p.pid)
+        .collect()
+}
+
+fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    f()
+}
+
+/// `kill -9` of the agentbox daemon: containerd's cleanup (the shim's
+/// `delete` action) leaves no runsc process, mount or runsc state behind.
+#[test]
+fn killed_daemon_leaves_nothing_behind() {
+    if skip_unless_root("killed_daemon_leaves_nothing_behind") {
+        return;
+    }
+    let cfg = ConfigDir::new();
+    let path = write_config(cfg.path(), "agentbox", "none", "profile = \"standard\"");
+    let ctd = Containerd::start(options(Binaries::system(), &path)).expect("start containerd");
+    ctd.import_busybox(DEFAULT_NAMESPACE)
+        .expect("import busybox");
+    let id = ctd.unique_id("ab-kill9");
+    let cfg_s = path.display().to_string();
+    let o = ctd.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME_TYPE,
+        "--runtime-config-path",
+        &cfg_s,
+        BUSYBOX_IMAGE,
+        &id,
+        "sleep",
+        "600",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let daemon = pids_matching(&["containerd-shim-agentbox-v1", &format!("-id {id}")]);
+    assert_eq!(daemon.len(), 1, "one agentbox daemon for {id}: {daemon:?}");
+    let runsc_root = cfg.path().join("ab-runsc").join(DEFAULT_NAMESPACE);
+    assert!(
+        !pids_matching(&["runsc", &id]).is_empty(),
+        "no runsc process for {id}"
+    );
+    assert!(
+        runsc_root.join(&id).exists()
+            || std::fs::read_dir(&runsc_root)
+                .map(|d| d.count() > 0)
+                .unwrap_or(false)
+    );
+    let bundle = ctd
+        .dir()
+        .join("state/io.containerd.runtime.v2.task")
+        .join(DEFAULT_NAMESPACE)
+        .join(&id);
+    assert!(
+        !agentbox_e2e::util::mounts_under(&bundle).is_empty(),
+        "rootfs not mounted in {}",
+        bundle.display()
+    );
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+
+    // containerd notices the dead shim and runs `containerd-shim-agentbox-v1 delete`
+    let clean = wait_until(Duration::from_secs(30), || {
+        pids_matching(&["runsc", &id]).is_empty()
+            && agentbox_e2e::util::mounts_under(&bundle).is_empty()
+    });
+    assert!(
+        clean,
+        "left behind: {:?} / {:?}\n{}",
+        processes_mentioning(&id),
+        agentbox_e2e::util::mounts_under(&bundle),
+        ctd.log_tail(40)
+    );
+    let list = std::process::Command::new("runsc")
+        .arg(format!("--root={}", runsc_root.display()))
+        .args(["list", "-quiet"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&list.stdout)
+            .lines()
+            .any(|l| l.trim() == id),
+        "runsc still knows {id}"
+    );
+    let recs = audit(cfg.path());
+    assert!(
+        recs.iter()
+            .any(|r| r["event"] == "cleanup" && r["container_id"] == id.as_str()),
+        "{recs:#?}"
+    );
+    // containerd lets the task and container go
+    let _ = ctd.ctr(&["task", "rm", "-f", &id]);
+    let o = ctd.ctr(&["containers", "rm", &id]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// containerd restarted (SIGKILL, then started again) under a running pod
+/// reconnects to agentbox: the pod stays ready and can be exec'd, stopped and
+/// removed.
+#[test]
+fn containerd_restart_reconnects_to_the_pod() {
+    if skip_unless_root("containerd_restart_reconnects_to_the_pod") {
+        return;
+    }
+    let cfg = ConfigDir::new();
+    let path = cfg.path().join("agentbox.toml");
+    let opts = options(Binaries::system(), &path);
+    let mut ctd = Containerd::start(opts.clone()).expect("start containerd");
+    write_config(
+        cfg.path(),
+        "agentbox",
+        "sandbox",
+        &format!(
+            "profile = \"standard\"\n[mounts]\n{}\n",
+            managed_roots(&ctd)
+        ),
+    );
+    ctd.import_busybox(K8S_NAMESPACE).expect("import busybox");
+    let (pod, cid) = {
+        let cri = ctd.cri().expect("CRI client");
+        let pod = cri
+            .run_pod("survivor", "ops", "uid-survivor", AGENTBOX, &[])
+            .expect("RunPodSandbox");
+        let spec = ContainerSpec::new("agent", BUSYBOX_IMAGE).command(["sleep", "600"]);
+        let cid = cri.create_container(&pod, &spec).expect("CreateContainer");
+        cri.start(&cid).expect("StartContainer");
+        (pod, cid)
+    };
+    let daemons_before = pids_matching(&["containerd-shim-agentbox-v1", "-namespace k8s.io"]);
+    assert_eq!(
+        daemons_before.len(),
+        1,
+        "one daemon for the pod: {daemons_before:?}"
+    );
+
+    ctd.restart(&opts).expect("restart containerd");
+
+    let cri = ctd.cri().expect("CRI client after restart");
+    let ready = wait_until(Duration::from_secs(30), || {
+        cri.container_status(&cid)
+            .map(|s| s.state == ContainerState::ContainerRunning as i32)
+            .unwrap_or(false)
+    });
+    assert!(
+        ready,
+        "container not running after restart\n{}",
+        ctd.log_tail(40)
+    );
+    assert_eq!(
+        pids_matching(&["containerd-shim-agentbox-v1", "-namespace k8s.io"]),
+        daemons_before,
+        "the same daemon serves the pod"
+    );
+    let r = cri
+        .exec_sync(&cid, &["sh", "-c", "echo still-here"], T)
+        .expect("ExecSync after restart");
+    assert_eq!((r.exit_code, r.stdout.as_str()), (0, "still-here\n"));
+    cri.stop_container(&cid, Duration::from_secs(2))
+        .expect("StopContainer");
+    cri.remove_container(&cid).expect("RemoveContainer");
+    cri.stop_pod(&pod.id).expect("StopPodSandbox");
+    cri.remove_pod(&pod.id).expect("RemovePodSandbox");
+    let gone = wait_until(Duration::from_secs(10), || {
+        pids_matching(&["containerd-shim-agentbox-v1", "-namespace k8s.io"]).is_empty()
+    });
+    assert!(gone, "the daemon outlived its pod");
+}
