@@ -224,6 +224,15 @@ impl ForwardTask {
         if flags.socket.trim_start_matches("unix://") == address.trim_start_matches("unix://") {
             bail!("the delegate shim answered with agentbox's own socket {address}");
         }
+        // The delegate's `start` wrote its own address into the bundle; put
+        // agentbox's back, or a restarted containerd would reconnect straight
+        // to the delegate and bypass the policy.
+        let ours = if flags.socket.starts_with("unix://") {
+            flags.socket.clone()
+        } else {
+            format!("unix://{}", flags.socket)
+        };
+        std::fs::write(bundle.join("address"), &ours).context("cannot restore the address file")?;
         let client = Client::connect(&address)
             .await
             .map_err(|e| anyhow!("cannot connect to the delegate shim at {address}: {e}"))?;

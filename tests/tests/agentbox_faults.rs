@@ -199,3 +199,45 @@ fn containerd_restart_reconnects_to_the_pod() {
     });
     assert!(gone, "the daemon outlived its pod");
 }
+
+/// With the shim backend, a containerd restart reconnects to agentbox, not
+/// straight to the delegate: an Exec after the restart still goes through the
+/// policy and the audit log.
+#[test]
+fn containerd_restart_keeps_agentbox_in_front_of_the_delegate() {
+    if skip_unless_root("containerd_restart_keeps_agentbox_in_front_of_the_delegate") {
+        return;
+    }
+    let cfg = ConfigDir::new();
+    let path = write_config(cfg.path(), "agentbox", "none", "profile = \"standard\"");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("[runtime]\n", "[runtime]\nbackend = \"shim\"\nshim = \"containerd-shim-runc-v2\"\nsandbox = \"none\"\n");
+    std::fs::write(&path, text).unwrap();
+    let opts = options(Binaries::system(), &path);
+    let mut ctd = Containerd::start(opts.clone()).expect("start containerd");
+    ctd.import_busybox(DEFAULT_NAMESPACE).expect("import busybox");
+    let id = ctd.unique_id("ab-fwd-restart");
+    let cfg_s = path.display().to_string();
+    let o = ctd.ctr(&["run", "-d", "--runtime", RUNTIME_TYPE, "--runtime-config-path", &cfg_s, BUSYBOX_IMAGE, &id, "sleep", "600"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let bundle = ctd.dir().join("state/io.containerd.runtime.v2.task").join(DEFAULT_NAMESPACE).join(&id);
+    let before = std::fs::read_to_string(bundle.join("address")).unwrap();
+
+    ctd.restart(&opts).expect("restart containerd");
+
+    assert_eq!(std::fs::read_to_string(bundle.join("address")).unwrap(), before);
+    let o = ctd.ctr(&["task", "exec", "--exec-id", "after-restart", &id, "sh", "-c", "echo through-agentbox"]);
+    assert!(o.status.success(), "{}\n{}", String::from_utf8_lossy(&o.stderr), ctd.log_tail(30));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "through-agentbox\n");
+    let recs = audit(cfg.path());
+    assert!(
+        recs.iter().any(|r| r["event"] == "exec" && r["exec_id"] == "after-restart"),
+        "the exec bypassed agentbox: {recs:#?}"
+    );
+    let k = ctd.ctr(&["task", "kill", "-s", "KILL", &id]);
+    assert!(k.status.success());
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = ctd.ctr(&["task", "rm", "-f", &id]);
+    let _ = ctd.ctr(&["containers", "rm", &id]);
+}
