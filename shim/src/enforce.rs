@@ -138,13 +138,15 @@ fn merge(into: &mut Value, extra: &Value) {
     }
 }
 
-/// Write a JSON file atomically (temp file + rename in the same folder).
+/// Write a JSON file atomically (temp file + rename in the same folder): a
+/// reader sees the old spec or the new one, never half of one. No fsync: a
+/// bundle does not outlive a reboot.
 pub fn write_atomic(path: &Path, value: &Value) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile_in(dir)?;
-    serde_json::to_writer(&mut tmp.1, value).map_err(std::io::Error::other)?;
+    let data = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    tmp.1.write_all(&data)?;
     tmp.1.flush()?;
-    tmp.1.sync_all()?;
     std::fs::rename(&tmp.0, path)
 }
 
