@@ -1,7 +1,14 @@
 //! `apply` on a typical CRI container spec and on a large one (hundreds of mounts
-//! and env entries). Run: `cargo bench -p agentbox-policy --bench apply`.
+//! and env entries). Run: `cargo bench -p agentbox-policy --bench apply`
+//! (mimalloc, as the CLI) or add `--no-default-features` (system allocator).
 
 use agentbox_policy::{apply, NoHostFs, Policy, Profile};
+
+// Same allocator as the `agentbox-policy` binary; `--no-default-features`
+// measures with the system allocator.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use serde_json::{json, Value};
 

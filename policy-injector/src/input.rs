@@ -1,6 +1,8 @@
 //! Input limits and structural validation. Every message names a location (a JSON
 //! pointer) or a limit, never a value.
 
+use std::fmt;
+
 use serde_json::Value;
 use thiserror::Error;
 
@@ -134,21 +136,34 @@ fn walk<'a>(v: &'a Value, depth: usize, path: &mut Vec<Seg<'a>>) -> Result<(), I
     Ok(())
 }
 
-fn wrong(pointer: &str, expected: &'static str) -> InputError {
+/// A JSON pointer formatted only when an error needs it: `{base}/{key}[/{index}]`.
+struct At<'a>(&'a dyn fmt::Display, &'static str, Option<usize>);
+
+impl fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.0, self.1)?;
+        if let Some(i) = self.2 {
+            write!(f, "/{i}")?;
+        }
+        Ok(())
+    }
+}
+
+fn wrong(pointer: &dyn fmt::Display, expected: &'static str) -> InputError {
     InputError::WrongType {
         pointer: pointer.to_string(),
         expected,
     }
 }
 
-fn opt_string(m: &serde_json::Map<String, Value>, key: &str, at: &str) -> Result<(), InputError> {
+fn opt_string(m: &serde_json::Map<String, Value>, key: &str, at: &dyn fmt::Display) -> Result<(), InputError> {
     match m.get(key) {
         None | Some(Value::String(_)) => Ok(()),
         Some(_) => Err(wrong(&format!("{at}/{key}"), "a string")),
     }
 }
 
-fn opt_bool(m: &serde_json::Map<String, Value>, key: &str, at: &str) -> Result<(), InputError> {
+fn opt_bool(m: &serde_json::Map<String, Value>, key: &str, at: &dyn fmt::Display) -> Result<(), InputError> {
     match m.get(key) {
         None | Some(Value::Bool(_)) => Ok(()),
         Some(_) => Err(wrong(&format!("{at}/{key}"), "a boolean")),
@@ -158,7 +173,7 @@ fn opt_bool(m: &serde_json::Map<String, Value>, key: &str, at: &str) -> Result<(
 fn opt_string_array(
     m: &serde_json::Map<String, Value>,
     key: &str,
-    at: &str,
+    at: &dyn fmt::Display,
 ) -> Result<(), InputError> {
     match m.get(key) {
         None => Ok(()),
@@ -177,7 +192,7 @@ fn opt_string_array(
 fn opt_object<'a>(
     m: &'a serde_json::Map<String, Value>,
     key: &str,
-    at: &str,
+    at: &dyn fmt::Display,
 ) -> Result<Option<&'a serde_json::Map<String, Value>>, InputError> {
     match m.get(key) {
         None => Ok(None),
@@ -189,7 +204,7 @@ fn opt_object<'a>(
 fn opt_array<'a>(
     m: &'a serde_json::Map<String, Value>,
     key: &str,
-    at: &str,
+    at: &dyn fmt::Display,
 ) -> Result<Option<&'a Vec<Value>>, InputError> {
     match m.get(key) {
         None => Ok(None),
@@ -199,13 +214,13 @@ fn opt_array<'a>(
 }
 
 /// Types of the `process` fields the rules read or rewrite.
-pub fn validate_process(p: &Value, at: &str) -> Result<(), InputError> {
+pub fn validate_process(p: &Value, at: &dyn fmt::Display) -> Result<(), InputError> {
     let m = p.as_object().ok_or_else(|| wrong(at, "an object"))?;
     opt_string_array(m, "env", at)?;
     opt_string(m, "cwd", at)?;
     opt_bool(m, "noNewPrivileges", at)?;
     if let Some(caps) = opt_object(m, "capabilities", at)? {
-        let cat = format!("{at}/capabilities");
+        let cat = At(at, "capabilities", None);
         for set in [
             "bounding",
             "effective",
@@ -224,13 +239,13 @@ pub fn validate_process(p: &Value, at: &str) -> Result<(), InputError> {
 pub fn validate_spec(spec: &Value) -> Result<(), InputError> {
     let root = spec
         .as_object()
-        .ok_or_else(|| wrong("the document", "an object"))?;
+        .ok_or_else(|| wrong(&"the document", "an object"))?;
     if let Some(p) = root.get("process") {
-        validate_process(p, "/process")?;
+        validate_process(p, &"/process")?;
     }
-    if let Some(mounts) = opt_array(root, "mounts", "")? {
+    if let Some(mounts) = opt_array(root, "mounts", &"")? {
         for (i, m) in mounts.iter().enumerate() {
-            let at = format!("/mounts/{i}");
+            let at = At(&"", "mounts", Some(i));
             let mo = m.as_object().ok_or_else(|| wrong(&at, "an object"))?;
             match mo.get("destination") {
                 Some(Value::String(_)) => {}
@@ -241,18 +256,18 @@ pub fn validate_spec(spec: &Value) -> Result<(), InputError> {
             opt_string_array(mo, "options", &at)?;
         }
     }
-    if let Some(ann) = opt_object(root, "annotations", "")? {
+    if let Some(ann) = opt_object(root, "annotations", &"")? {
         for (k, v) in ann {
             if !v.is_string() {
                 return Err(wrong(&format!("/annotations/{}", seg(k)), "a string"));
             }
         }
     }
-    opt_object(root, "hooks", "")?;
-    if let Some(linux) = opt_object(root, "linux", "")? {
-        if let Some(ns) = opt_array(linux, "namespaces", "/linux")? {
+    opt_object(root, "hooks", &"")?;
+    if let Some(linux) = opt_object(root, "linux", &"")? {
+        if let Some(ns) = opt_array(linux, "namespaces", &"/linux")? {
             for (i, n) in ns.iter().enumerate() {
-                let at = format!("/linux/namespaces/{i}");
+                let at = At(&"/linux", "namespaces", Some(i));
                 let no = n.as_object().ok_or_else(|| wrong(&at, "an object"))?;
                 match no.get("type") {
                     Some(Value::String(_)) => {}
@@ -261,17 +276,17 @@ pub fn validate_spec(spec: &Value) -> Result<(), InputError> {
                 opt_string(no, "path", &at)?;
             }
         }
-        if let Some(devs) = opt_array(linux, "devices", "/linux")? {
+        if let Some(devs) = opt_array(linux, "devices", &"/linux")? {
             for (i, d) in devs.iter().enumerate() {
                 if !d.is_object() {
                     return Err(wrong(&format!("/linux/devices/{i}"), "an object"));
                 }
             }
         }
-        if let Some(res) = opt_object(linux, "resources", "/linux")? {
-            if let Some(devs) = opt_array(res, "devices", "/linux/resources")? {
+        if let Some(res) = opt_object(linux, "resources", &"/linux")? {
+            if let Some(devs) = opt_array(res, "devices", &"/linux/resources")? {
                 for (i, d) in devs.iter().enumerate() {
-                    let at = format!("/linux/resources/devices/{i}");
+                    let at = At(&"/linux/resources", "devices", Some(i));
                     let dobj = d.as_object().ok_or_else(|| wrong(&at, "an object"))?;
                     opt_bool(dobj, "allow", &at)?;
                     opt_string(dobj, "type", &at)?;
@@ -279,15 +294,15 @@ pub fn validate_spec(spec: &Value) -> Result<(), InputError> {
                 }
             }
         }
-        if let Some(sysctl) = opt_object(linux, "sysctl", "/linux")? {
+        if let Some(sysctl) = opt_object(linux, "sysctl", &"/linux")? {
             for (k, v) in sysctl {
                 if !v.is_string() {
                     return Err(wrong(&format!("/linux/sysctl/{}", seg(k)), "a string"));
                 }
             }
         }
-        opt_string_array(linux, "maskedPaths", "/linux")?;
-        opt_string_array(linux, "readonlyPaths", "/linux")?;
+        opt_string_array(linux, "maskedPaths", &"/linux")?;
+        opt_string_array(linux, "readonlyPaths", &"/linux")?;
     }
     Ok(())
 }

@@ -288,7 +288,7 @@ pub fn apply_process(
     container_annotations: &Map<String, Value>,
 ) -> Result<Decision, InputError> {
     let mut v = input::parse(process)?;
-    input::validate_process(&v, "the process")?;
+    input::validate_process(&v, &"the process")?;
     let mut rec = Recorder::default();
     let eff = match annotations::effective(policy, Some(container_annotations)) {
         Ok(e) => e,

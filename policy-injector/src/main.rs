@@ -14,6 +14,10 @@ use agentbox_policy::{
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "agentbox-policy",
