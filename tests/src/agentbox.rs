@@ -84,6 +84,12 @@ pub struct ConfigDir {
     pub dir: tempfile::TempDir,
 }
 
+impl Default for ConfigDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl ConfigDir {
     pub fn new() -> ConfigDir {
         ConfigDir {
