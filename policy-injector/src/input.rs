@@ -156,14 +156,22 @@ fn wrong(pointer: &dyn fmt::Display, expected: &'static str) -> InputError {
     }
 }
 
-fn opt_string(m: &serde_json::Map<String, Value>, key: &str, at: &dyn fmt::Display) -> Result<(), InputError> {
+fn opt_string(
+    m: &serde_json::Map<String, Value>,
+    key: &str,
+    at: &dyn fmt::Display,
+) -> Result<(), InputError> {
     match m.get(key) {
         None | Some(Value::String(_)) => Ok(()),
         Some(_) => Err(wrong(&format!("{at}/{key}"), "a string")),
     }
 }
 
-fn opt_bool(m: &serde_json::Map<String, Value>, key: &str, at: &dyn fmt::Display) -> Result<(), InputError> {
+fn opt_bool(
+    m: &serde_json::Map<String, Value>,
+    key: &str,
+    at: &dyn fmt::Display,
+) -> Result<(), InputError> {
     match m.get(key) {
         None | Some(Value::Bool(_)) => Ok(()),
         Some(_) => Err(wrong(&format!("{at}/{key}"), "a boolean")),

@@ -307,3 +307,71 @@ pub fn apply_process(
         report: make_report(eff.profile, eff.phase, None, rec.changes),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync + Clone + std::fmt::Debug>() {}
+
+    #[test]
+    fn api_traits() {
+        assert_send_sync::<Policy>();
+        assert_send_sync::<Decision>();
+        let _: &dyn HostFs = &RealHostFs;
+        let _: &dyn HostFs = &NoHostFs;
+    }
+
+    #[test]
+    fn profile_text() {
+        assert_eq!("standard".parse::<Profile>().unwrap(), Profile::Standard);
+        assert_eq!("sensitive".parse::<Profile>().unwrap(), Profile::Sensitive);
+        assert!("Sensitive".parse::<Profile>().is_err());
+        assert_eq!(Profile::Sensitive.to_string(), "sensitive");
+        assert_eq!(
+            serde_json::to_string(&Profile::Standard).unwrap(),
+            "\"standard\""
+        );
+        let p: Profile = serde_json::from_str("\"sensitive\"").unwrap();
+        assert_eq!(p, Profile::Sensitive);
+        assert_eq!(
+            Policy::from_profile(Profile::Standard).profile(),
+            Profile::Standard
+        );
+    }
+
+    #[test]
+    fn apply_value_refuses_malformed() {
+        let d = apply_value(
+            &Policy::from_profile(Profile::Sensitive),
+            serde_json::json!({"process": {"env": "x"}}),
+            &NoHostFs,
+        );
+        match d {
+            Decision::Rejected { reason, report } => {
+                assert_eq!(
+                    reason,
+                    "malformed spec: /process/env must be an array of strings"
+                );
+                assert_eq!(report.changes[0].rule, "input.malformed");
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut deep = serde_json::json!(1);
+        for _ in 0..200 {
+            deep = serde_json::json!([deep]);
+        }
+        assert!(
+            !apply_value(&Policy::from_profile(Profile::Standard), deep, &NoHostFs).is_allowed()
+        );
+    }
+
+    #[test]
+    fn real_host_fs() {
+        let tmp = std::env::temp_dir();
+        let t = tmp.to_str().unwrap();
+        assert!(RealHostFs.canonicalize(t).is_some());
+        assert!(RealHostFs.canonicalize("/nonexistent/agentbox/x").is_none());
+        assert!(!RealHostFs.is_socket(t));
+    }
+}
