@@ -233,6 +233,9 @@ fn mount_fate(
     if all.clone().any(|f| is_under(f, "/proc")) {
         return Ok(Fate::Drop("mounts.host-proc"));
     }
+    if all.clone().any(|f| is_under(f, "/dev")) {
+        return Ok(Fate::Drop("mounts.host-device"));
+    }
     if all.clone().any(|f| {
         let p = parts(f);
         policy.sockets.iter().any(|s| s.reaches_parts(&p))

@@ -175,6 +175,19 @@ fn proc_sources() {
 }
 
 #[test]
+fn host_device_binds() {
+    for src in [
+        "/dev/sda",
+        "/dev",
+        "/dev/kvm",
+        "//dev/../dev/mem",
+        "/dev/shm",
+    ] {
+        assert_mount_removed(src, "/d", "mounts.host-device");
+    }
+}
+
+#[test]
 fn destination_on_socket_path() {
     let src = format!("{POD}/volumes/kubernetes.io~empty-dir/work");
     for dst in [

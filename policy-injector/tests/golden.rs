@@ -101,5 +101,7 @@ golden_tests! {
     setup_phase: "setup-phase", "sensitive";
     agent_phase: "agent-phase", "sensitive";
     with_config: "with-config", "config";
+    cri_container_config: "cri-container", "config";
+    privileged_sensitive: "privileged", "sensitive";
     unknown_fields: "unknown-fields", "standard";
 }
