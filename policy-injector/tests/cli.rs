@@ -189,6 +189,16 @@ fn no_secret_value_in_any_output() {
             .unwrap();
         assert_eq!(code(&o), 0, "{}", s(&o.stderr));
         let report = std::fs::read_to_string(&rep).unwrap();
+        let r: Value = serde_json::from_str(&report).unwrap();
+        assert_eq!(r["decision"], "allowed");
+        assert_eq!(r["phase"], "agent");
+        assert!(r["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["rule"] == "env.secret-name"
+                && c["target"] == "GITHUB_TOKEN"
+                && c["action"] == "removed"));
         for sec in secrets {
             for (what, text) in [
                 ("stdout", s(&o.stdout)),

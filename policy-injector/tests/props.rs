@@ -256,6 +256,29 @@ proptest! {
     }
 
     #[test]
+    fn exec_process_invariants(env in prop::collection::vec(env_entry(), 0..10), (bset, amb) in (caps(), caps()), setup in any::<bool>()) {
+        let p = Policy::from_profile(Profile::Sensitive);
+        let mut ann = Map::new();
+        ann.insert("io.kubernetes.cri.container-name".into(), json!("agent"));
+        if setup {
+            ann.insert("agentbox.dev/setup-containers".into(), json!("agent"));
+        }
+        let process = json!({"args": ["sh"], "cwd": "/", "env": env,
+            "capabilities": {"bounding": bset, "ambient": amb}});
+        let d = agentbox_policy::apply_process(&p, &serde_json::to_vec(&process).unwrap(), &ann).unwrap();
+        let Decision::Allowed { spec: out, report } = d else { panic!("refused") };
+        prop_assert_eq!(report.phase.as_str(), if setup { "setup" } else { "agent" });
+        prop_assert_eq!(&out["noNewPrivileges"], &json!(true));
+        prop_assert_eq!(&out["capabilities"]["ambient"], &json!([]));
+        if !setup {
+            for e in out["env"].as_array().unwrap() {
+                let (_, v) = e.as_str().unwrap().split_once('=').unwrap();
+                prop_assert!(secret_value_kind(v).is_none());
+            }
+        }
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         let p = Policy::from_profile(Profile::Sensitive);
         let _ = apply(&p, &bytes, &NoHostFs);
