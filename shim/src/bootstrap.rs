@@ -275,6 +275,10 @@ pub fn delete(flags: &Flags) -> Result<()> {
             let subject =
                 crate::audit::Subject::from_annotations(&flags.namespace, &flags.id, None);
             let _ = audit.record("cleanup", &subject, serde_json::json!({"reason": "containerd deleted the task after its shim went away", "delegate": delegate}));
+            // the delegate daemon served only this pod's agentbox, which is gone
+            if let Some(pid) = st.delegate_pid {
+                kill_if_exe(pid, Path::new(delegate));
+            }
             if !out.status.success() {
                 bail!(
                     "{delegate} delete failed: {}",
@@ -317,6 +321,18 @@ pub fn delete(flags: &Flags) -> Result<()> {
     };
     std::io::stdout().write_all(&resp.write_to_bytes()?)?;
     Ok(())
+}
+
+/// SIGKILL `pid` if it still runs `exe` (never a recycled pid's new owner).
+fn kill_if_exe(pid: i32, exe: &Path) {
+    let running = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    let want = std::fs::canonicalize(exe).unwrap_or_else(|_| exe.to_path_buf());
+    if pid > 1 && running.as_deref() == Some(want.as_path()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
 }
 
 /// `-info`: describe the runtime.

@@ -146,6 +146,8 @@ pub struct ForwardTask {
     delegate: Arc<Delegate>,
     shim_config: Option<PathBuf>,
     sandbox: crate::config::SandboxKind,
+    /// The delegate daemon's pid, for cleanup after agentbox dies.
+    delegate_pid: Option<i32>,
     containers: Mutex<std::collections::HashMap<String, Arc<Tracked>>>,
     exited: std::sync::Mutex<HashSet<(String, String)>>,
 }
@@ -233,20 +235,36 @@ impl ForwardTask {
             format!("unix://{}", flags.socket)
         };
         std::fs::write(bundle.join("address"), &ours).context("cannot restore the address file")?;
+        // the delegate may have written its pid over ours
+        let _ = std::fs::write(bundle.join("shim.pid"), std::process::id().to_string());
         let client = Client::connect(&address)
             .await
             .map_err(|e| anyhow!("cannot connect to the delegate shim at {address}: {e}"))?;
-        tracing::info!(delegate = %binary.display(), %address, version, "delegate shim started");
+        let delegate = Delegate {
+            client,
+            service: service_name(version),
+            binary: binary.clone(),
+            address: address.clone(),
+        };
+        // its pid, for cleanup should agentbox die first
+        let connect: ttrpc::Result<ConnectResponse> = delegate
+            .call(
+                0,
+                "Connect",
+                &ConnectRequest {
+                    id: flags.id.clone(),
+                    ..Default::default()
+                },
+            )
+            .await;
+        let delegate_pid = connect.ok().map(|c| c.shim_pid as i32).filter(|p| *p > 1);
+        tracing::info!(delegate = %binary.display(), %address, version, pid = ?delegate_pid, "delegate shim started");
         Ok(ForwardTask {
             daemon,
-            delegate: Arc::new(Delegate {
-                client,
-                service: service_name(version),
-                binary,
-                address,
-            }),
+            delegate: Arc::new(delegate),
             shim_config: cfg.runtime.shim_config.clone(),
             sandbox: cfg.sandbox_kind(),
+            delegate_pid,
             containers: Mutex::new(Default::default()),
             exited: Default::default(),
         })
@@ -348,6 +366,7 @@ impl Task for ForwardTask {
             audit: cfg.audit.path.clone(),
             rootfs_mounted: false,
             delegate: Some(self.delegate.binary.display().to_string()),
+            delegate_pid: self.delegate_pid,
         };
         enforce::write_atomic(
             &bundle.join(STATE_FILE),

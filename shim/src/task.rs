@@ -103,6 +103,9 @@ pub struct BundleState {
     /// The delegate shim (shim backend).
     #[serde(default)]
     pub delegate: Option<String>,
+    /// The delegate daemon's pid (shim backend).
+    #[serde(default)]
+    pub delegate_pid: Option<i32>,
 }
 
 struct Container {
@@ -237,6 +240,7 @@ impl RunscTask {
             audit: cfg.audit.path.clone(),
             rootfs_mounted,
             delegate: None,
+            delegate_pid: None,
         };
         enforce::write_atomic(
             &bundle.join(STATE_FILE),

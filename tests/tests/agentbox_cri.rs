@@ -290,3 +290,92 @@ fn refused_container_never_runs() {
     cri.stop_pod(&pod.id).expect("StopPodSandbox");
     cri.remove_pod(&pod.id).expect("RemovePodSandbox");
 }
+
+/// The shim backend through CRI (agentbox in front of runc-v2): a pod with a
+/// setup container that keeps its token, an agent container that does not,
+/// and the lifetime limit enforced by forwarding Kill.
+#[test]
+fn shim_backend_pod_phases_and_lifetime() {
+    if skip_unless_root("shim_backend_pod_phases_and_lifetime") {
+        return;
+    }
+    let cfg = ConfigDir::new();
+    let ctd = start(
+        &cfg,
+        "profile = \"standard\"\n[lifetime]\nmax_seconds = 2\ngrace_seconds = 1",
+        "",
+    );
+    let path = cfg.path().join("agentbox.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("[runtime]\n", "[runtime]\nbackend = \"shim\"\nshim = \"containerd-shim-runc-v2\"\nsandbox = \"none\"\n")
+        .replace("network = \"sandbox\"", "network = \"none\"");
+    std::fs::write(&path, text).unwrap();
+    let cri = ctd.cri().expect("CRI client");
+    let pod = cri
+        .run_pod(
+            "fwd",
+            "team-f",
+            "uid-fwd",
+            AGENTBOX,
+            &[("agentbox.dev/setup-containers", "setup")],
+        )
+        .expect("RunPodSandbox");
+    let token = format!("npm_{}", "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789");
+    let mk = |name: &str, cmd: &str| {
+        ContainerSpec::new(name, BUSYBOX_IMAGE)
+            .command(["sh", "-c"])
+            .args([cmd.to_string()])
+            .env("NPM_TOKEN", &token)
+    };
+    let setup = cri
+        .create_container(
+            &pod,
+            &mk(
+                "setup",
+                "[ -n \"$NPM_TOKEN\" ] && echo has-token || echo no-token",
+            ),
+        )
+        .unwrap();
+    cri.start(&setup).unwrap();
+    assert_eq!(cri.wait_container_exit(&setup, T).unwrap(), 0);
+    let agent = cri
+        .create_container(
+            &pod,
+            &mk(
+                "agent",
+                "[ -n \"$NPM_TOKEN\" ] && echo has-token || echo no-token; exec sleep 600",
+            ),
+        )
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    cri.start(&agent).unwrap();
+    let code = cri
+        .wait_container_exit(&agent, T)
+        .expect("lifetime ends the agent");
+    assert!(code == 143 || code == 137, "exit {code}");
+    assert!(t0.elapsed() >= Duration::from_secs(2));
+    assert!(cri
+        .container_log_text(&pod, "setup", None)
+        .unwrap()
+        .contains("has-token"));
+    assert!(cri
+        .container_log_text(&pod, "agent", None)
+        .unwrap()
+        .contains("no-token"));
+    let recs = audit(cfg.path());
+    assert!(
+        recs.iter()
+            .any(|r| r["event"] == "lifetime" && r["container"] == "agent"),
+        "{recs:#?}"
+    );
+    assert!(recs
+        .iter()
+        .filter(|r| r["event"] == "create")
+        .all(|r| r["sandbox"] == "none" && r["runtime"] == "shim"));
+    for id in [&setup, &agent] {
+        cri.remove_container(id).unwrap();
+    }
+    cri.stop_pod(&pod.id).unwrap();
+    cri.remove_pod(&pod.id).unwrap();
+}

@@ -15,7 +15,18 @@ struct Setup {
     config: String,
 }
 
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Backend {
+    Runsc,
+    /// the shim backend in front of containerd-shim-runc-v2 (no sandbox)
+    Forward,
+}
+
 fn setup(profile: &str) -> Setup {
+    setup_with(profile, Backend::Runsc)
+}
+
+fn setup_with(profile: &str, backend: Backend) -> Setup {
     let cfg = ConfigDir::new();
     let ca = cfg.path().join("ca.pem");
     std::fs::write(
@@ -28,6 +39,12 @@ fn setup(profile: &str) -> Setup {
         ca.display()
     );
     let path = write_config(cfg.path(), "agentbox", "none", &extra);
+    if backend == Backend::Forward {
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("[runtime]\n", "[runtime]\nbackend = \"shim\"\nshim = \"containerd-shim-runc-v2\"\nsandbox = \"none\"\n");
+        std::fs::write(&path, text).unwrap();
+    }
     let ctd = Containerd::start(options(Binaries::system(), &path)).expect("start containerd");
     ctd.import_busybox(DEFAULT_NAMESPACE)
         .expect("import busybox");
@@ -53,7 +70,20 @@ fn ctr_run_sees_the_policy_from_inside() {
     if skip_unless_root("ctr_run_sees_the_policy_from_inside") {
         return;
     }
-    let s = setup("standard");
+    policy_from_inside(Backend::Runsc);
+}
+
+/// The same through the shim backend (agentbox in front of runc-v2).
+#[test]
+fn ctr_run_sees_the_policy_from_inside_shim_backend() {
+    if skip_unless_root("ctr_run_sees_the_policy_from_inside_shim_backend") {
+        return;
+    }
+    policy_from_inside(Backend::Forward);
+}
+
+fn policy_from_inside(backend: Backend) {
+    let s = setup_with("standard", backend);
     let ws = s.cfg.path().join("workspace");
     std::fs::create_dir_all(&ws).unwrap();
     std::fs::write(ws.join("README"), "repo\n").unwrap();
@@ -84,7 +114,7 @@ fn ctr_run_sees_the_policy_from_inside() {
         &[
             "sh",
             "-c",
-            "dmesg | head -1; env; \
+            "dmesg 2>/dev/null | head -1; env; \
              if [ -e /var/run/docker.sock ]; then echo docker-sock-present; else echo docker-sock-absent; fi; \
              cat /workspace/README; if touch /workspace/x 2>/dev/null; then echo ws-writable; else echo ws-readonly; fi; \
              cat /etc/ssl/certs/agentbox-ca.pem",
@@ -97,7 +127,11 @@ fn ctr_run_sees_the_policy_from_inside() {
         err(&o),
         s.ctd.log_tail(30)
     );
-    assert!(text.contains("Starting gVisor"), "{text}");
+    assert_eq!(
+        text.contains("Starting gVisor"),
+        backend == Backend::Runsc,
+        "{text}"
+    );
     assert!(
         !text.contains("AWS_ACCESS_KEY_ID"),
         "secret env visible inside"
@@ -199,7 +233,20 @@ fn ctr_terminals_work() {
     if skip_unless_root("ctr_terminals_work") {
         return;
     }
-    let s = setup("standard");
+    terminals(Backend::Runsc);
+}
+
+/// Terminals through the shim backend (the delegate owns the console).
+#[test]
+fn ctr_terminals_work_shim_backend() {
+    if skip_unless_root("ctr_terminals_work_shim_backend") {
+        return;
+    }
+    terminals(Backend::Forward);
+}
+
+fn terminals(backend: Backend) {
+    let s = setup_with("standard", backend);
     let ctr = format!(
         "{} --address {} --namespace default",
         s.ctd.binaries().ctr.display(),

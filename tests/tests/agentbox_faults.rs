@@ -210,29 +210,64 @@ fn containerd_restart_keeps_agentbox_in_front_of_the_delegate() {
     }
     let cfg = ConfigDir::new();
     let path = write_config(cfg.path(), "agentbox", "none", "profile = \"standard\"");
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("[runtime]\n", "[runtime]\nbackend = \"shim\"\nshim = \"containerd-shim-runc-v2\"\nsandbox = \"none\"\n");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "[runtime]\n",
+        "[runtime]\nbackend = \"shim\"\nshim = \"containerd-shim-runc-v2\"\nsandbox = \"none\"\n",
+    );
     std::fs::write(&path, text).unwrap();
     let opts = options(Binaries::system(), &path);
     let mut ctd = Containerd::start(opts.clone()).expect("start containerd");
-    ctd.import_busybox(DEFAULT_NAMESPACE).expect("import busybox");
+    ctd.import_busybox(DEFAULT_NAMESPACE)
+        .expect("import busybox");
     let id = ctd.unique_id("ab-fwd-restart");
     let cfg_s = path.display().to_string();
-    let o = ctd.ctr(&["run", "-d", "--runtime", RUNTIME_TYPE, "--runtime-config-path", &cfg_s, BUSYBOX_IMAGE, &id, "sleep", "600"]);
+    let o = ctd.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME_TYPE,
+        "--runtime-config-path",
+        &cfg_s,
+        BUSYBOX_IMAGE,
+        &id,
+        "sleep",
+        "600",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let bundle = ctd.dir().join("state/io.containerd.runtime.v2.task").join(DEFAULT_NAMESPACE).join(&id);
+    let bundle = ctd
+        .dir()
+        .join("state/io.containerd.runtime.v2.task")
+        .join(DEFAULT_NAMESPACE)
+        .join(&id);
     let before = std::fs::read_to_string(bundle.join("address")).unwrap();
 
     ctd.restart(&opts).expect("restart containerd");
 
-    assert_eq!(std::fs::read_to_string(bundle.join("address")).unwrap(), before);
-    let o = ctd.ctr(&["task", "exec", "--exec-id", "after-restart", &id, "sh", "-c", "echo through-agentbox"]);
-    assert!(o.status.success(), "{}\n{}", String::from_utf8_lossy(&o.stderr), ctd.log_tail(30));
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("address")).unwrap(),
+        before
+    );
+    let o = ctd.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "after-restart",
+        &id,
+        "sh",
+        "-c",
+        "echo through-agentbox",
+    ]);
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        ctd.log_tail(30)
+    );
     assert_eq!(String::from_utf8_lossy(&o.stdout), "through-agentbox\n");
     let recs = audit(cfg.path());
     assert!(
-        recs.iter().any(|r| r["event"] == "exec" && r["exec_id"] == "after-restart"),
+        recs.iter()
+            .any(|r| r["event"] == "exec" && r["exec_id"] == "after-restart"),
         "the exec bypassed agentbox: {recs:#?}"
     );
     let k = ctd.ctr(&["task", "kill", "-s", "KILL", &id]);
@@ -240,4 +275,84 @@ fn containerd_restart_keeps_agentbox_in_front_of_the_delegate() {
     std::thread::sleep(Duration::from_millis(500));
     let _ = ctd.ctr(&["task", "rm", "-f", &id]);
     let _ = ctd.ctr(&["containers", "rm", &id]);
+}
+
+/// `kill -9` of agentbox in front of a delegate: containerd's cleanup runs
+/// the delegate's own `delete` and ends the delegate daemon; the workload is gone.
+#[test]
+fn killed_daemon_with_a_delegate_leaves_nothing_behind() {
+    if skip_unless_root("killed_daemon_with_a_delegate_leaves_nothing_behind") {
+        return;
+    }
+    let cfg = ConfigDir::new();
+    let path = write_config(cfg.path(), "agentbox", "none", "profile = \"standard\"");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "[runtime]\n",
+        "[runtime]\nbackend = \"shim\"\nshim = \"containerd-shim-runc-v2\"\nsandbox = \"none\"\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    let ctd = Containerd::start(options(Binaries::system(), &path)).expect("start containerd");
+    ctd.import_busybox(DEFAULT_NAMESPACE)
+        .expect("import busybox");
+    let id = ctd.unique_id("ab-kill9-fwd");
+    let cfg_s = path.display().to_string();
+    let o = ctd.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME_TYPE,
+        "--runtime-config-path",
+        &cfg_s,
+        BUSYBOX_IMAGE,
+        &id,
+        "sleep",
+        "654",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let id_arg = format!("-id {id}");
+    let daemon = pids_matching(&["containerd-shim-agentbox-v1", &id_arg]);
+    let delegate = pids_matching(&["containerd-shim-runc-v2", &id_arg]);
+    assert_eq!(
+        (daemon.len(), delegate.len()),
+        (1, 1),
+        "{daemon:?} {delegate:?}"
+    );
+    assert_eq!(pids_matching(&["sleep 654"]).len(), 1, "the workload runs");
+    let bundle = ctd
+        .dir()
+        .join("state/io.containerd.runtime.v2.task")
+        .join(DEFAULT_NAMESPACE)
+        .join(&id);
+    let state = std::fs::read_to_string(bundle.join("agentbox-state.json")).unwrap_or_default();
+    assert!(
+        state.contains(&format!("\"delegate_pid\":{}", delegate[0])),
+        "the delegate's pid is recorded: {state}"
+    );
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+
+    let clean = wait_until(Duration::from_secs(30), || {
+        pids_matching(&["containerd-shim-runc-v2", &id_arg]).is_empty()
+            && pids_matching(&["sleep 654"]).is_empty()
+            && agentbox_e2e::util::mounts_under(&bundle).is_empty()
+    });
+    assert!(
+        clean,
+        "left behind: {:?}\n{}",
+        processes_mentioning(&id),
+        ctd.log_tail(40)
+    );
+    let recs = audit(cfg.path());
+    assert!(
+        recs.iter()
+            .any(|r| r["event"] == "cleanup" && r["container_id"] == id.as_str()),
+        "{recs:#?}"
+    );
+    let _ = ctd.ctr(&["task", "rm", "-f", &id]);
+    let o = ctd.ctr(&["containers", "rm", &id]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }

@@ -13,7 +13,10 @@
 use std::time::{Duration, Instant};
 
 use agentbox_e2e::agentbox::{managed_roots, ConfigDir, RUNTIME_TYPE};
-use agentbox_e2e::{is_root, Binaries, ContainerSpec, Containerd, ContainerdOptions, RuntimeHandler, BUSYBOX_IMAGE, DEFAULT_NAMESPACE, K8S_NAMESPACE, RUNSC_RUNC_SHIM};
+use agentbox_e2e::{
+    is_root, Binaries, ContainerSpec, Containerd, ContainerdOptions, RuntimeHandler, BUSYBOX_IMAGE,
+    DEFAULT_NAMESPACE, K8S_NAMESPACE, RUNSC_RUNC_SHIM,
+};
 use anyhow::{bail, Context, Result};
 use containerd_shim_protos::api::{StateRequest, StateResponse};
 use containerd_shim_protos::protobuf::Message;
@@ -30,7 +33,10 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn env_usize(k: &str, d: usize) -> usize {
-    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
 }
 
 /// (RSS kB, PSS kB) of a process.
@@ -107,14 +113,29 @@ fn run() -> Result<()> {
     let versions = format!(
         "containerd {}, {}, {}",
         ctd.version(),
-        String::from_utf8_lossy(&std::process::Command::new("runsc").arg("--version").output()?.stdout).lines().next().unwrap_or(""),
-        std::fs::read_to_string("/proc/loadavg").map(|l| format!("loadavg {}", l.trim())).unwrap_or_default()
+        String::from_utf8_lossy(
+            &std::process::Command::new("runsc")
+                .arg("--version")
+                .output()?
+                .stdout
+        )
+        .lines()
+        .next()
+        .unwrap_or(""),
+        std::fs::read_to_string("/proc/loadavg")
+            .map(|l| format!("loadavg {}", l.trim()))
+            .unwrap_or_default()
     );
     println!("# agentbox shim benchmarks\n\n{versions}; {runs} interleaved runs per side\n");
 
     // 1. start-to-exit
     let gv = gvisor.display().to_string();
-    let ab_flags = vec!["--runtime".to_string(), RUNTIME_TYPE.into(), "--runtime-config-path".into(), gv.clone()];
+    let ab_flags = vec![
+        "--runtime".to_string(),
+        RUNTIME_TYPE.into(),
+        "--runtime-config-path".into(),
+        gv.clone(),
+    ];
     let go_flags = ctd.runsc_ctr_flags();
     let time_run = |flags: &[String], id: &str| -> Result<f64> {
         let f: Vec<&str> = flags.iter().map(String::as_str).collect();
@@ -143,13 +164,32 @@ fn run() -> Result<()> {
     let (mab, mgo) = (median(&mut ab), median(&mut go));
     println!("## start-to-exit (`ctr run --rm busybox true`)\n");
     println!("| runtime | median ms | min ms | max ms |\n|---|---|---|---|");
-    println!("| agentbox (runsc backend) | {mab:.0} | {:.0} | {:.0} |", ab[0], ab[ab.len() - 1]);
-    println!("| containerd-shim-runc-v2 + same runsc | {mgo:.0} | {:.0} | {:.0} |", go[0], go[go.len() - 1]);
+    println!(
+        "| agentbox (runsc backend) | {mab:.0} | {:.0} | {:.0} |",
+        ab[0],
+        ab[ab.len() - 1]
+    );
+    println!(
+        "| containerd-shim-runc-v2 + same runsc | {mgo:.0} | {:.0} | {:.0} |",
+        go[0],
+        go[go.len() - 1]
+    );
     println!("\nratio agentbox / runc-v2: **{:.3}**\n", mab / mgo);
 
     // 2. memory per pod
     let mid = ctd.unique_id("mem-ab");
-    let o = ctd.ctr(&["run", "-d", "--runtime", RUNTIME_TYPE, "--runtime-config-path", &gv, BUSYBOX_IMAGE, &mid, "sleep", "600"]);
+    let o = ctd.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME_TYPE,
+        "--runtime-config-path",
+        &gv,
+        BUSYBOX_IMAGE,
+        &mid,
+        "sleep",
+        "600",
+    ]);
     if !o.status.success() {
         bail!("{}", String::from_utf8_lossy(&o.stderr));
     }
@@ -163,15 +203,30 @@ fn run() -> Result<()> {
         bail!("{}", String::from_utf8_lossy(&o.stderr));
     }
     std::thread::sleep(Duration::from_secs(4));
-    let abp = *pids(&["containerd-shim-agentbox-v1", &format!("-id {mid}")]).first().context("agentbox daemon")?;
-    let gop = *pids(&["containerd-shim-runc-v2", &format!("-id {gid}")]).first().context("runc-v2 shim")?;
+    let abp = *pids(&["containerd-shim-agentbox-v1", &format!("-id {mid}")])
+        .first()
+        .context("agentbox daemon")?;
+    let gop = *pids(&["containerd-shim-runc-v2", &format!("-id {gid}")])
+        .first()
+        .context("runc-v2 shim")?;
     let (ar, ap) = mem(abp);
     let (gr, gp) = mem(gop);
     // three more agentbox pods: the binary's pages are shared between daemons
     let mut extra = vec![];
     for i in 0..3 {
         let id = ctd.unique_id(&format!("mem-ab{i}"));
-        let o = ctd.ctr(&["run", "-d", "--runtime", RUNTIME_TYPE, "--runtime-config-path", &gv, BUSYBOX_IMAGE, &id, "sleep", "600"]);
+        let o = ctd.ctr(&[
+            "run",
+            "-d",
+            "--runtime",
+            RUNTIME_TYPE,
+            "--runtime-config-path",
+            &gv,
+            BUSYBOX_IMAGE,
+            &id,
+            "sleep",
+            "600",
+        ]);
         if !o.status.success() {
             bail!("{}", String::from_utf8_lossy(&o.stderr));
         }
@@ -184,7 +239,10 @@ fn run() -> Result<()> {
     println!("| shim | RSS KiB | PSS KiB |\n|---|---|---|");
     println!("| agentbox (runsc backend) | {ar} | {ap} |");
     println!("| containerd-shim-runc-v2 (Go) | {gr} | {gp} |");
-    println!("\nwith {} agentbox daemons running, mean PSS per daemon: {pss4} KiB\n", all.len());
+    println!(
+        "\nwith {} agentbox daemons running, mean PSS per daemon: {pss4} KiB\n",
+        all.len()
+    );
     for id in extra.iter().chain([&mid, &gid]) {
         let _ = ctd.ctr(&["task", "kill", "-s", "KILL", id]);
     }
@@ -201,9 +259,18 @@ fn run() -> Result<()> {
     let (mut full, mut sb_ab, mut sb_go) = (vec![], vec![], vec![]);
     for i in 0..pod_runs {
         let t = Instant::now();
-        let pod = cri.run_pod(&format!("bench-{i}"), "bench", &format!("uid-bench-{i}"), "agentbox", &[])?;
+        let pod = cri.run_pod(
+            &format!("bench-{i}"),
+            "bench",
+            &format!("uid-bench-{i}"),
+            "agentbox",
+            &[],
+        )?;
         let sandbox = t.elapsed().as_secs_f64() * 1000.0;
-        let id = cri.create_container(&pod, &ContainerSpec::new("app", BUSYBOX_IMAGE).command(["sleep", "60"]))?;
+        let id = cri.create_container(
+            &pod,
+            &ContainerSpec::new("app", BUSYBOX_IMAGE).command(["sleep", "60"]),
+        )?;
         cri.start(&id)?;
         full.push(t.elapsed().as_secs_f64() * 1000.0);
         sb_ab.push(sandbox);
@@ -212,37 +279,72 @@ fn run() -> Result<()> {
         cri.stop_pod(&pod.id)?;
         cri.remove_pod(&pod.id)?;
         let t = Instant::now();
-        let pod = cri.run_pod(&format!("bench-go-{i}"), "bench", &format!("uid-bench-go-{i}"), RUNSC_RUNC_SHIM, &[])?;
+        let pod = cri.run_pod(
+            &format!("bench-go-{i}"),
+            "bench",
+            &format!("uid-bench-go-{i}"),
+            RUNSC_RUNC_SHIM,
+            &[],
+        )?;
         sb_go.push(t.elapsed().as_secs_f64() * 1000.0);
         cri.stop_pod(&pod.id)?;
         cri.remove_pod(&pod.id)?;
     }
     println!("## pod start through CRI (median of {pod_runs})\n");
     println!("| what | median ms |\n|---|---|");
-    println!("| agentbox: RunPodSandbox + CreateContainer + StartContainer | {:.0} |", median(&mut full));
+    println!(
+        "| agentbox: RunPodSandbox + CreateContainer + StartContainer | {:.0} |",
+        median(&mut full)
+    );
     println!("| agentbox: RunPodSandbox | {:.0} |", median(&mut sb_ab));
-    println!("| runc-v2 + runsc: RunPodSandbox | {:.0} |", median(&mut sb_go));
+    println!(
+        "| runc-v2 + runsc: RunPodSandbox | {:.0} |",
+        median(&mut sb_go)
+    );
     println!("\n(runc-v2 driving runsc cannot start a pod's app container, so the full pod has no Go counterpart.)\n");
     drop(cri);
 
     // 4. the shim backend
     let fid = ctd.unique_id("fwd");
     let fw = fwd.display().to_string();
-    let o = ctd.ctr(&["run", "-d", "--runtime", RUNTIME_TYPE, "--runtime-config-path", &fw, BUSYBOX_IMAGE, &fid, "sleep", "600"]);
+    let o = ctd.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME_TYPE,
+        "--runtime-config-path",
+        &fw,
+        BUSYBOX_IMAGE,
+        &fid,
+        "sleep",
+        "600",
+    ]);
     if !o.status.success() {
         bail!("{}", String::from_utf8_lossy(&o.stderr));
     }
     std::thread::sleep(Duration::from_secs(3));
-    let bundle = ctd.dir().join("state/io.containerd.runtime.v2.task").join(DEFAULT_NAMESPACE).join(&fid);
+    let bundle = ctd
+        .dir()
+        .join("state/io.containerd.runtime.v2.task")
+        .join(DEFAULT_NAMESPACE)
+        .join(&fid);
     let ours = std::fs::read_to_string(bundle.join("address"))?;
-    let hash = agentbox_e2e::util::sha256_hex(format!("{}/{}/{}", ctd.address().display(), DEFAULT_NAMESPACE, fid).as_bytes());
+    let hash = agentbox_e2e::util::sha256_hex(
+        format!("{}/{}/{}", ctd.address().display(), DEFAULT_NAMESPACE, fid).as_bytes(),
+    );
     let delegate = format!("unix:///run/containerd/s/{hash}");
     let calls = env_usize("AGENTBOX_BENCH_CALLS", 400);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let (through, direct) = rt.block_on(async {
         let a = ttrpc::r#async::Client::connect(ours.trim()).await?;
         let d = ttrpc::r#async::Client::connect(&delegate).await?;
-        let req = StateRequest { id: fid.clone(), ..Default::default() }.write_to_bytes()?;
+        let req = StateRequest {
+            id: fid.clone(),
+            ..Default::default()
+        }
+        .write_to_bytes()?;
         let call = |c: &ttrpc::r#async::Client| {
             let r = ttrpc::Request {
                 service: "containerd.task.v2.Task".into(),
@@ -276,8 +378,12 @@ fn run() -> Result<()> {
         }
         Ok::<_, anyhow::Error>((median(&mut x), median(&mut y)))
     })?;
-    let fp = *pids(&["containerd-shim-agentbox-v1", &format!("-id {fid}")]).first().context("agentbox daemon (shim backend)")?;
-    let dp = *pids(&["containerd-shim-runc-v2", &format!("-id {fid}")]).first().context("delegate")?;
+    let fp = *pids(&["containerd-shim-agentbox-v1", &format!("-id {fid}")])
+        .first()
+        .context("agentbox daemon (shim backend)")?;
+    let dp = *pids(&["containerd-shim-runc-v2", &format!("-id {fid}")])
+        .first()
+        .context("delegate")?;
     std::thread::sleep(Duration::from_secs(2));
     let (fr, fpss) = mem(fp);
     let (dr, dpss) = mem(dp);
@@ -285,7 +391,10 @@ fn run() -> Result<()> {
     println!("| what | value |\n|---|---|");
     println!("| `State` round trip through agentbox, median µs | {through:.0} |");
     println!("| `State` round trip straight to the delegate, median µs | {direct:.0} |");
-    println!("| forwarding overhead per call, µs | {:.0} |", through - direct);
+    println!(
+        "| forwarding overhead per call, µs | {:.0} |",
+        through - direct
+    );
     println!("| agentbox RSS / PSS KiB | {fr} / {fpss} |");
     println!("| delegate (runc-v2) RSS / PSS KiB | {dr} / {dpss} |");
     let _ = ctd.ctr(&["task", "kill", "-s", "KILL", &fid]);
