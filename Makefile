@@ -26,10 +26,10 @@ lint:
 # Unit, golden, property and in-process tests (no root needed), then the
 # end-to-end suites against real containerd + runc + runsc (root).
 unit:
-	$(CARGO) test -p agentbox-policy -p agentbox-shim
+	$(CARGO) test -p agentbox-policy -p agentbox-shim --tests
 
 e2e: build
-	$(CARGO) test -p agentbox-e2e -- --test-threads=$(E2E_THREADS)
+	$(CARGO) test -p agentbox-e2e --tests -- --test-threads=$(E2E_THREADS)
 
 test: deps lint build unit e2e
 

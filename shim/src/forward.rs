@@ -133,6 +133,18 @@ impl Delegate {
     }
 }
 
+impl Delegate {
+    /// Whether the delegate reports the container's init as running.
+    async fn running(&self, id: &str) -> bool {
+        let req = StateRequest {
+            id: id.to_string(),
+            ..Default::default()
+        };
+        let state: ttrpc::Result<StateResponse> = self.call(0, "State", &req).await;
+        matches!(state, Ok(s) if s.status.value() == containerd_shim_protos::api::Status::RUNNING as i32)
+    }
+}
+
 struct Tracked {
     bundle: PathBuf,
     audit: Arc<AuditLog>,
@@ -283,54 +295,28 @@ impl ForwardTask {
         let d = self.delegate.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(max)).await;
-            let ctx = 0i64;
-            let state: ttrpc::Result<StateResponse> = d
-                .call(
-                    ctx,
-                    "State",
-                    &StateRequest {
-                        id: id.clone(),
-                        ..Default::default()
-                    },
-                )
-                .await;
-            if !matches!(state, Ok(ref s) if s.status.value() == containerd_shim_protos::api::Status::RUNNING as i32)
-            {
-                return;
-            }
-            let _ = t.audit.record(
-                "lifetime",
-                &t.subject,
-                json!({"max_seconds": max, "action": "SIGTERM"}),
-            );
-            let kill = |sig: u32, all: bool| KillRequest {
-                id: id.clone(),
-                signal: sig,
-                all,
-                ..Default::default()
-            };
-            let _: ttrpc::Result<Empty> =
-                d.call(ctx, "Kill", &kill(libc::SIGTERM as u32, true)).await;
-            tokio::time::sleep(Duration::from_secs(grace)).await;
-            let state: ttrpc::Result<StateResponse> = d
-                .call(
-                    ctx,
-                    "State",
-                    &StateRequest {
-                        id: id.clone(),
-                        ..Default::default()
-                    },
-                )
-                .await;
-            if matches!(state, Ok(ref s) if s.status.value() == containerd_shim_protos::api::Status::RUNNING as i32)
-            {
+            for (sig, wait) in [(libc::SIGTERM, grace), (libc::SIGKILL, 0)] {
+                if !d.running(&id).await {
+                    return;
+                }
+                let action = if sig == libc::SIGTERM {
+                    "SIGTERM"
+                } else {
+                    "SIGKILL"
+                };
                 let _ = t.audit.record(
                     "lifetime",
                     &t.subject,
-                    json!({"max_seconds": max, "action": "SIGKILL"}),
+                    json!({"max_seconds": max, "action": action}),
                 );
-                let _: ttrpc::Result<Empty> =
-                    d.call(ctx, "Kill", &kill(libc::SIGKILL as u32, true)).await;
+                let kill = KillRequest {
+                    id: id.clone(),
+                    signal: sig as u32,
+                    all: true,
+                    ..Default::default()
+                };
+                let _: ttrpc::Result<Empty> = d.call(0, "Kill", &kill).await;
+                tokio::time::sleep(Duration::from_secs(wait)).await;
             }
         });
     }

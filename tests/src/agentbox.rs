@@ -112,3 +112,37 @@ pub fn processes_mentioning(needle: &str) -> Vec<String> {
         .map(|p| format!("{} {}", p.pid, p.cmdline.join(" ")))
         .collect()
 }
+
+/// Switch a config written by `write_config` to the shim backend in front of
+/// `containerd-shim-runc-v2` (no sandbox).
+pub fn use_runc_delegate(config: &Path) {
+    let text = std::fs::read_to_string(config).unwrap().replace(
+        "[runtime]\n",
+        "[runtime]\nbackend = \"shim\"\nshim = \"containerd-shim-runc-v2\"\nsandbox = \"none\"\n",
+    );
+    std::fs::write(config, text).unwrap();
+}
+
+/// PIDs of processes whose command line contains every one of `all`.
+pub fn pids_matching(all: &[&str]) -> Vec<i32> {
+    crate::util::list_procs()
+        .into_iter()
+        .filter(|p| {
+            let line = p.cmdline.join(" ");
+            all.iter().all(|n| line.contains(n))
+        })
+        .map(|p| p.pid)
+        .collect()
+}
+
+/// Poll `f` until it holds or `limit` passes; the last answer.
+pub fn wait_until(limit: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    f()
+}

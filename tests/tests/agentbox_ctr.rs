@@ -40,10 +40,7 @@ fn setup_with(profile: &str, backend: Backend) -> Setup {
     );
     let path = write_config(cfg.path(), "agentbox", "none", &extra);
     if backend == Backend::Forward {
-        let text = std::fs::read_to_string(&path)
-            .unwrap()
-            .replace("[runtime]\n", "[runtime]\nbackend = \"shim\"\nshim = \"containerd-shim-runc-v2\"\nsandbox = \"none\"\n");
-        std::fs::write(&path, text).unwrap();
+        use_runc_delegate(&path);
     }
     let ctd = Containerd::start(options(Binaries::system(), &path)).expect("start containerd");
     ctd.import_busybox(DEFAULT_NAMESPACE)

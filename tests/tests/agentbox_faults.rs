@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agentbox_e2e::cri::v1::ContainerState;
 use agentbox_e2e::{
@@ -13,28 +13,6 @@ use agentbox_e2e::{
 use common::*;
 
 const T: Duration = Duration::from_secs(60);
-
-fn pids_matching(all: &[&str]) -> Vec<i32> {
-    agentbox_e2e::util::list_procs()
-        .into_iter()
-        .filter(|p| {
-            let line = p.cmdline.join(" ");
-            all.iter().all(|n| line.contains(n))
-        })
-        .map(|p| p.pid)
-        .collect()
-}
-
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    f()
-}
 
 /// `kill -9` of the agentbox daemon: containerd's cleanup (the shim's
 /// `delete` action) leaves no runsc process, mount or runsc state behind.
@@ -210,11 +188,7 @@ fn containerd_restart_keeps_agentbox_in_front_of_the_delegate() {
     }
     let cfg = ConfigDir::new();
     let path = write_config(cfg.path(), "agentbox", "none", "profile = \"standard\"");
-    let text = std::fs::read_to_string(&path).unwrap().replace(
-        "[runtime]\n",
-        "[runtime]\nbackend = \"shim\"\nshim = \"containerd-shim-runc-v2\"\nsandbox = \"none\"\n",
-    );
-    std::fs::write(&path, text).unwrap();
+    use_runc_delegate(&path);
     let opts = options(Binaries::system(), &path);
     let mut ctd = Containerd::start(opts.clone()).expect("start containerd");
     ctd.import_busybox(DEFAULT_NAMESPACE)
@@ -286,11 +260,7 @@ fn killed_daemon_with_a_delegate_leaves_nothing_behind() {
     }
     let cfg = ConfigDir::new();
     let path = write_config(cfg.path(), "agentbox", "none", "profile = \"standard\"");
-    let text = std::fs::read_to_string(&path).unwrap().replace(
-        "[runtime]\n",
-        "[runtime]\nbackend = \"shim\"\nshim = \"containerd-shim-runc-v2\"\nsandbox = \"none\"\n",
-    );
-    std::fs::write(&path, text).unwrap();
+    use_runc_delegate(&path);
     let ctd = Containerd::start(options(Binaries::system(), &path)).expect("start containerd");
     ctd.import_busybox(DEFAULT_NAMESPACE)
         .expect("import busybox");

@@ -90,6 +90,13 @@ pub fn summarize(out: &[u8]) -> String {
     }
 }
 
+fn spawn_error(argv: &Argv, err: std::io::Error) -> RunscError {
+    RunscError::Spawn {
+        program: argv.program.display().to_string(),
+        err,
+    }
+}
+
 struct MaskArgs {
     root: CString,
     target: CString,
@@ -161,10 +168,7 @@ impl Runsc {
         let mut child = self
             .reaper
             .spawn(&mut cmd)
-            .map_err(|source| RunscError::Spawn {
-                program: argv.program.display().to_string(),
-                err: source,
-            })?;
+            .map_err(|err| spawn_error(argv, err))?;
         let pid = child.id();
         let mut stdout = child.stdout.take().expect("piped");
         let mut stderr = child.stderr.take().expect("piped");
@@ -197,10 +201,7 @@ impl Runsc {
             }
         };
         self.reaper.untrack(pid);
-        let status = status.map_err(|source| RunscError::Spawn {
-            program: argv.program.display().to_string(),
-            err: source,
-        })?;
+        let status = status.map_err(|err| spawn_error(argv, err))?;
         if !status.success() {
             let mut both = err;
             if both.is_empty() {
@@ -238,10 +239,7 @@ impl Runsc {
         let mut child = self
             .reaper
             .spawn(&mut cmd)
-            .map_err(|source| RunscError::Spawn {
-                program: argv.program.display().to_string(),
-                err: source,
-            })?;
+            .map_err(|err| spawn_error(argv, err))?;
         // drop our copies of the container's ends now that the child has them
         drop(cmd);
         let pid = child.id();
@@ -258,10 +256,7 @@ impl Runsc {
             }
         };
         self.reaper.untrack(pid);
-        let status = status.map_err(|source| RunscError::Spawn {
-            program: argv.program.display().to_string(),
-            err: source,
-        })?;
+        let status = status.map_err(|err| spawn_error(argv, err))?;
         if !status.success() {
             let message = log
                 .and_then(|l| std::fs::read(l).ok())

@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use agentbox_e2e::agentbox::{managed_roots, ConfigDir, RUNTIME_TYPE};
+use agentbox_e2e::agentbox::{managed_roots, pids_matching as pids, ConfigDir, RUNTIME_TYPE};
 use agentbox_e2e::{
     is_root, Binaries, ContainerSpec, Containerd, ContainerdOptions, RuntimeHandler, BUSYBOX_IMAGE,
     DEFAULT_NAMESPACE, K8S_NAMESPACE, RUNSC_RUNC_SHIM,
@@ -50,17 +50,6 @@ fn mem(pid: i32) -> (u64, u64) {
             .unwrap_or(0)
     };
     (get("Rss:"), get("Pss:"))
-}
-
-fn pids(all: &[&str]) -> Vec<i32> {
-    agentbox_e2e::util::list_procs()
-        .into_iter()
-        .filter(|p| {
-            let l = p.cmdline.join(" ");
-            all.iter().all(|n| l.contains(n))
-        })
-        .map(|p| p.pid)
-        .collect()
 }
 
 fn main() {
