@@ -372,6 +372,7 @@ impl Task for ForwardTask {
         let subject =
             Subject::from_annotations(&self.daemon.namespace, &req.id, Some(&annotations));
         let resp: CreateTaskResponse = self.delegate.call(ctx.timeout_nano, "Create", &req).await?;
+        self.daemon.worked();
         self.containers.lock().await.insert(
             req.id.clone(),
             Arc::new(Tracked {
@@ -387,6 +388,7 @@ impl Task for ForwardTask {
 
     async fn start(&self, ctx: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
         let resp: StartResponse = self.delegate.call(ctx.timeout_nano, "Start", &req).await?;
+        self.daemon.worked();
         if req.exec_id.is_empty() {
             if let Some(t) = self.tracked(&req.id).await {
                 self.spawn_lifetime(req.id.clone(), t);

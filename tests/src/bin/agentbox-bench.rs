@@ -311,7 +311,16 @@ fn run() -> Result<()> {
     if !o.status.success() {
         bail!("{}", String::from_utf8_lossy(&o.stderr));
     }
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(4));
+    // idle memory, before the State storm faults the forwarding path back in
+    let fp = *pids(&["containerd-shim-agentbox-v1", &format!("-id {fid}")])
+        .first()
+        .context("agentbox daemon (shim backend)")?;
+    let dp = *pids(&["containerd-shim-runc-v2", &format!("-id {fid}")])
+        .first()
+        .context("delegate")?;
+    let (fr, fpss) = mem(fp);
+    let (dr, dpss) = mem(dp);
     let bundle = ctd
         .dir()
         .join("state/io.containerd.runtime.v2.task")
@@ -367,15 +376,7 @@ fn run() -> Result<()> {
         }
         Ok::<_, anyhow::Error>((median(&mut x), median(&mut y)))
     })?;
-    let fp = *pids(&["containerd-shim-agentbox-v1", &format!("-id {fid}")])
-        .first()
-        .context("agentbox daemon (shim backend)")?;
-    let dp = *pids(&["containerd-shim-runc-v2", &format!("-id {fid}")])
-        .first()
-        .context("delegate")?;
-    std::thread::sleep(Duration::from_secs(2));
-    let (fr, fpss) = mem(fp);
-    let (dr, dpss) = mem(dp);
+    let (fr_busy, _) = mem(fp);
     println!("## shim backend (agentbox in front of containerd-shim-runc-v2)\n");
     println!("| what | value |\n|---|---|");
     println!("| `State` round trip through agentbox, median µs | {through:.0} |");
@@ -384,7 +385,8 @@ fn run() -> Result<()> {
         "| forwarding overhead per call, µs | {:.0} |",
         through - direct
     );
-    println!("| agentbox RSS / PSS KiB | {fr} / {fpss} |");
+    println!("| agentbox RSS / PSS KiB, idle | {fr} / {fpss} |");
+    println!("| agentbox RSS KiB right after {calls} forwarded calls | {fr_busy} |");
     println!("| delegate (runc-v2) RSS / PSS KiB | {dr} / {dpss} |");
     let _ = ctd.ctr(&["task", "kill", "-s", "KILL", &fid]);
     std::thread::sleep(Duration::from_secs(1));
