@@ -17,6 +17,7 @@ pub mod events;
 pub mod forward;
 pub mod io;
 pub mod logging;
+pub mod oom;
 pub mod options;
 pub mod process;
 pub mod reaper;

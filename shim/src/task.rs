@@ -125,6 +125,8 @@ struct Container {
     /// The stdio kept between `runsc create` and `runsc start` (runsc donates a
     /// subcontainer's stdio at start).
     start_stdio: std::sync::Mutex<Option<crate::io::ChildStdio>>,
+    /// The sandbox's memory cgroup and its OOM kill count at create.
+    oom_baseline: std::sync::Mutex<Option<(PathBuf, u64)>>,
 }
 
 impl Container {
@@ -270,6 +272,7 @@ impl RunscTask {
             execs: std::sync::Mutex::new(HashMap::new()),
             lifetime: std::sync::Mutex::new(None),
             start_stdio: std::sync::Mutex::new(None),
+            oom_baseline: std::sync::Mutex::new(None),
         });
 
         // 3. runsc create, with the container's IO
@@ -284,6 +287,7 @@ impl RunscTask {
             .and_then(|s| s.trim().parse::<u32>().ok())
             .unwrap_or(0);
         init.set_pid(pid);
+        *container.oom_baseline.lock().unwrap() = crate::oom::baseline(pid);
         Ok(container)
     }
 
@@ -441,6 +445,27 @@ async fn finish(c: &Container, p: &Process, status: u32, events: &dyn EventSink)
         return;
     }
     tracing::info!(container = %c.id, exec = %p.exec_id, status, "process exited");
+    // an OOM kill of the sandbox: TaskOOM first, so CRI says OOMKilled
+    let oom = p.exec_id.is_empty()
+        && c.oom_baseline
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(crate::oom::killed_since);
+    if oom {
+        tracing::warn!(container = %c.id, "the sandbox was killed for running out of memory");
+        let _ = c
+            .audit
+            .record("oom", &c.subject, json!({"exit_status": status}));
+        events::send(
+            events,
+            containerd_shim_protos::events::task::TaskOOM {
+                container_id: c.id.clone(),
+                ..Default::default()
+            },
+        )
+        .await;
+    }
     let fields = if p.exec_id.is_empty() {
         json!({"exit_status": status})
     } else {

@@ -308,3 +308,61 @@ fn terminals(backend: Backend) {
     let _ = s.ctd.ctr(&["task", "rm", "-f", &id2]);
     let _ = s.ctd.ctr(&["containers", "rm", &id2]);
 }
+
+/// A sandbox the host's OOM killer ends is reported as such: `TaskOOM`
+/// before the exit (audited as `oom`), exit status 137.
+#[test]
+fn oom_kill_is_reported() {
+    if skip_unless_root("oom_kill_is_reported") {
+        return;
+    }
+    let s = setup("standard");
+    let id = s.ctd.unique_id("ab-oom");
+    let o = s.ctd.ctr_run(
+        &[
+            "--runtime",
+            RUNTIME_TYPE,
+            "--runtime-config-path",
+            &s.config,
+            "--memory-limit",
+            "209715200",
+            "--mount",
+            "type=tmpfs,src=tmpfs,dst=/big,options=size=1g",
+        ],
+        BUSYBOX_IMAGE,
+        &id,
+        &[
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/big/x bs=1M count=600; echo survived",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(137), "{}\n{}", out(&o), err(&o));
+    assert!(!out(&o).contains("survived"));
+    let recs = audit(s.cfg.path());
+    let mine: Vec<_> = recs
+        .iter()
+        .filter(|r| r["container_id"] == id.as_str())
+        .map(|r| r["event"].as_str().unwrap_or(""))
+        .collect();
+    assert!(mine.ends_with(&["oom", "exit"]), "{mine:?}");
+    // a container that stays within its limit is not reported
+    let id2 = s.ctd.unique_id("ab-fits");
+    let o = s.ctd.ctr_run(
+        &[
+            "--runtime",
+            RUNTIME_TYPE,
+            "--runtime-config-path",
+            &s.config,
+            "--memory-limit",
+            "209715200",
+        ],
+        BUSYBOX_IMAGE,
+        &id2,
+        &["true"],
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(!audit(s.cfg.path())
+        .iter()
+        .any(|r| r["container_id"] == id2.as_str() && r["event"] == "oom"));
+}
