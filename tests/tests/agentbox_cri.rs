@@ -379,3 +379,52 @@ fn shim_backend_pod_phases_and_lifetime() {
     cri.stop_pod(&pod.id).unwrap();
     cri.remove_pod(&pod.id).unwrap();
 }
+
+/// A pod whose memory runs out (a limit on the pod's cgroup, as the kubelet
+/// sets it) is OOM-killed by the host: the container's CRI status says
+/// `OOMKilled`, with exit code 137.
+#[test]
+fn oom_killed_pod_is_reported_through_cri() {
+    if skip_unless_root("oom_killed_pod_is_reported_through_cri") {
+        return;
+    }
+    let cfg = ConfigDir::new();
+    let ctd = start(&cfg, "profile = \"standard\"", "");
+    let cri = ctd.cri().expect("CRI client");
+    let uid = "uid-oom";
+    let pod = cri
+        .run_pod("oom", "team-o", uid, AGENTBOX, &[])
+        .expect("RunPodSandbox");
+    // the kubelet's pod-level limit: on the pod cgroup the sandbox lives under
+    let memcg = std::path::Path::new("/sys/fs/cgroup/memory")
+        .join(ctd.cgroup_parent().trim_start_matches('/'))
+        .join(format!("pod{uid}"));
+    if !memcg.join("memory.limit_in_bytes").exists() {
+        eprintln!(
+            "SKIPPED oom_killed_pod_is_reported_through_cri: no cgroup v1 memory controller at {}",
+            memcg.display()
+        );
+        return;
+    }
+    std::fs::write(memcg.join("memory.limit_in_bytes"), "262144000")
+        .expect("set the pod memory limit");
+    let spec = ContainerSpec::new("hog", BUSYBOX_IMAGE).command([
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/dev/null bs=400M count=4; echo survived",
+    ]);
+    let id = cri.create_container(&pod, &spec).expect("create");
+    cri.start(&id).expect("start");
+    let code = cri.wait_container_exit(&id, T).expect("the hog exits");
+    let st = cri.container_status(&id).unwrap();
+    assert_eq!((code, st.reason.as_str()), (137, "OOMKilled"), "{st:?}");
+    let recs = audit(cfg.path());
+    assert!(
+        recs.iter()
+            .any(|r| r["event"] == "oom" && r["container"] == "hog"),
+        "{recs:#?}"
+    );
+    let _ = cri.remove_container(&id);
+    let _ = cri.stop_pod(&pod.id);
+    let _ = cri.remove_pod(&pod.id);
+}
