@@ -146,3 +146,40 @@ pub fn wait_until(limit: std::time::Duration, mut f: impl FnMut() -> bool) -> bo
     }
     f()
 }
+
+/// `ctr run -d` of the busybox image through agentbox with `config` (a
+/// long-running task for exec, kill or memory checks). An error carries ctr's stderr.
+pub fn run_detached(
+    ctd: &crate::Containerd,
+    config: &Path,
+    id: &str,
+    cmd: &[&str],
+) -> anyhow::Result<()> {
+    let config = config.display().to_string();
+    let mut args = vec![
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME_TYPE,
+        "--runtime-config-path",
+        &config,
+        crate::BUSYBOX_IMAGE,
+        id,
+    ];
+    args.extend(cmd);
+    let o = ctd.ctr(&args);
+    anyhow::ensure!(
+        o.status.success(),
+        "ctr run -d {id}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    Ok(())
+}
+
+/// The bundle containerd made for task `id` in namespace `ns`.
+pub fn bundle_of(ctd: &crate::Containerd, ns: &str, id: &str) -> PathBuf {
+    ctd.dir()
+        .join("state/io.containerd.runtime.v2.task")
+        .join(ns)
+        .join(id)
+}

@@ -261,19 +261,13 @@ fn terminals(backend: Backend) {
 
     // a long-running task, then an interactive exec into it
     let id2 = s.ctd.unique_id("ab-exec");
-    let d = s.ctd.ctr(&[
-        "run",
-        "-d",
-        "--runtime",
-        RUNTIME_TYPE,
-        "--runtime-config-path",
-        &s.config,
-        BUSYBOX_IMAGE,
+    run_detached(
+        &s.ctd,
+        std::path::Path::new(&s.config),
         &id2,
-        "sleep",
-        "300",
-    ]);
-    assert!(d.status.success(), "{}", err(&d));
+        &["sleep", "300"],
+    )
+    .expect("ctr run -d");
     let exec = format!("{ctr} task exec -t --exec-id e1 {id2} sh");
     let o = with_tty(&exec, "echo exec-$((7*6)); exit 6\\r");
     let text = out(&o);

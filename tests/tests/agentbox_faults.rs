@@ -27,20 +27,7 @@ fn killed_daemon_leaves_nothing_behind() {
     ctd.import_busybox(DEFAULT_NAMESPACE)
         .expect("import busybox");
     let id = ctd.unique_id("ab-kill9");
-    let cfg_s = path.display().to_string();
-    let o = ctd.ctr(&[
-        "run",
-        "-d",
-        "--runtime",
-        RUNTIME_TYPE,
-        "--runtime-config-path",
-        &cfg_s,
-        BUSYBOX_IMAGE,
-        &id,
-        "sleep",
-        "600",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    run_detached(&ctd, &path, &id, &["sleep", "600"]).expect("ctr run -d");
     let daemon = pids_matching(&["containerd-shim-agentbox-v1", &format!("-id {id}")]);
     assert_eq!(daemon.len(), 1, "one agentbox daemon for {id}: {daemon:?}");
     let runsc_root = cfg.path().join("ab-runsc").join(DEFAULT_NAMESPACE);
@@ -54,11 +41,7 @@ fn killed_daemon_leaves_nothing_behind() {
                 .map(|d| d.count() > 0)
                 .unwrap_or(false)
     );
-    let bundle = ctd
-        .dir()
-        .join("state/io.containerd.runtime.v2.task")
-        .join(DEFAULT_NAMESPACE)
-        .join(&id);
+    let bundle = bundle_of(&ctd, DEFAULT_NAMESPACE, &id);
     assert!(
         !agentbox_e2e::util::mounts_under(&bundle).is_empty(),
         "rootfs not mounted in {}",
@@ -194,25 +177,8 @@ fn containerd_restart_keeps_agentbox_in_front_of_the_delegate() {
     ctd.import_busybox(DEFAULT_NAMESPACE)
         .expect("import busybox");
     let id = ctd.unique_id("ab-fwd-restart");
-    let cfg_s = path.display().to_string();
-    let o = ctd.ctr(&[
-        "run",
-        "-d",
-        "--runtime",
-        RUNTIME_TYPE,
-        "--runtime-config-path",
-        &cfg_s,
-        BUSYBOX_IMAGE,
-        &id,
-        "sleep",
-        "600",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let bundle = ctd
-        .dir()
-        .join("state/io.containerd.runtime.v2.task")
-        .join(DEFAULT_NAMESPACE)
-        .join(&id);
+    run_detached(&ctd, &path, &id, &["sleep", "600"]).expect("ctr run -d");
+    let bundle = bundle_of(&ctd, DEFAULT_NAMESPACE, &id);
     let before = std::fs::read_to_string(bundle.join("address")).unwrap();
 
     ctd.restart(&opts).expect("restart containerd");
@@ -265,20 +231,7 @@ fn killed_daemon_with_a_delegate_leaves_nothing_behind() {
     ctd.import_busybox(DEFAULT_NAMESPACE)
         .expect("import busybox");
     let id = ctd.unique_id("ab-kill9-fwd");
-    let cfg_s = path.display().to_string();
-    let o = ctd.ctr(&[
-        "run",
-        "-d",
-        "--runtime",
-        RUNTIME_TYPE,
-        "--runtime-config-path",
-        &cfg_s,
-        BUSYBOX_IMAGE,
-        &id,
-        "sleep",
-        "654",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    run_detached(&ctd, &path, &id, &["sleep", "654"]).expect("ctr run -d");
     let id_arg = format!("-id {id}");
     let daemon = pids_matching(&["containerd-shim-agentbox-v1", &id_arg]);
     let delegate = pids_matching(&["containerd-shim-runc-v2", &id_arg]);
@@ -288,11 +241,7 @@ fn killed_daemon_with_a_delegate_leaves_nothing_behind() {
         "{daemon:?} {delegate:?}"
     );
     assert_eq!(pids_matching(&["sleep 654"]).len(), 1, "the workload runs");
-    let bundle = ctd
-        .dir()
-        .join("state/io.containerd.runtime.v2.task")
-        .join(DEFAULT_NAMESPACE)
-        .join(&id);
+    let bundle = bundle_of(&ctd, DEFAULT_NAMESPACE, &id);
     let state = std::fs::read_to_string(bundle.join("agentbox-state.json")).unwrap_or_default();
     assert!(
         state.contains(&format!("\"delegate_pid\":{}", delegate[0])),

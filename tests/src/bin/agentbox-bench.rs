@@ -12,7 +12,9 @@
 
 use std::time::{Duration, Instant};
 
-use agentbox_e2e::agentbox::{managed_roots, pids_matching as pids, ConfigDir, RUNTIME_TYPE};
+use agentbox_e2e::agentbox::{
+    bundle_of, managed_roots, pids_matching as pids, run_detached, ConfigDir, RUNTIME_TYPE,
+};
 use agentbox_e2e::{
     is_root, Binaries, ContainerSpec, Containerd, ContainerdOptions, RuntimeHandler, BUSYBOX_IMAGE,
     DEFAULT_NAMESPACE, K8S_NAMESPACE, RUNSC_RUNC_SHIM,
@@ -167,21 +169,7 @@ fn run() -> Result<()> {
 
     // 2. memory per pod
     let mid = ctd.unique_id("mem-ab");
-    let o = ctd.ctr(&[
-        "run",
-        "-d",
-        "--runtime",
-        RUNTIME_TYPE,
-        "--runtime-config-path",
-        &gv,
-        BUSYBOX_IMAGE,
-        &mid,
-        "sleep",
-        "600",
-    ]);
-    if !o.status.success() {
-        bail!("{}", String::from_utf8_lossy(&o.stderr));
-    }
+    run_detached(&ctd, &gvisor, &mid, &["sleep", "600"])?;
     let gid = ctd.unique_id("mem-go");
     let fifo = ctd.fifo_dir().display().to_string();
     let mut args: Vec<&str> = vec!["run", "-d", "--fifo-dir", &fifo];
@@ -204,21 +192,7 @@ fn run() -> Result<()> {
     let mut extra = vec![];
     for i in 0..3 {
         let id = ctd.unique_id(&format!("mem-ab{i}"));
-        let o = ctd.ctr(&[
-            "run",
-            "-d",
-            "--runtime",
-            RUNTIME_TYPE,
-            "--runtime-config-path",
-            &gv,
-            BUSYBOX_IMAGE,
-            &id,
-            "sleep",
-            "600",
-        ]);
-        if !o.status.success() {
-            bail!("{}", String::from_utf8_lossy(&o.stderr));
-        }
+        run_detached(&ctd, &gvisor, &id, &["sleep", "600"])?;
         extra.push(id);
     }
     std::thread::sleep(Duration::from_secs(4));
@@ -295,22 +269,7 @@ fn run() -> Result<()> {
 
     // 4. the shim backend
     let fid = ctd.unique_id("fwd");
-    let fw = fwd.display().to_string();
-    let o = ctd.ctr(&[
-        "run",
-        "-d",
-        "--runtime",
-        RUNTIME_TYPE,
-        "--runtime-config-path",
-        &fw,
-        BUSYBOX_IMAGE,
-        &fid,
-        "sleep",
-        "600",
-    ]);
-    if !o.status.success() {
-        bail!("{}", String::from_utf8_lossy(&o.stderr));
-    }
+    run_detached(&ctd, &fwd, &fid, &["sleep", "600"])?;
     std::thread::sleep(Duration::from_secs(4));
     // idle memory, before the State storm faults the forwarding path back in
     let fp = *pids(&["containerd-shim-agentbox-v1", &format!("-id {fid}")])
@@ -321,11 +280,7 @@ fn run() -> Result<()> {
         .context("delegate")?;
     let (fr, fpss) = mem(fp);
     let (dr, dpss) = mem(dp);
-    let bundle = ctd
-        .dir()
-        .join("state/io.containerd.runtime.v2.task")
-        .join(DEFAULT_NAMESPACE)
-        .join(&fid);
+    let bundle = bundle_of(&ctd, DEFAULT_NAMESPACE, &fid);
     let ours = std::fs::read_to_string(bundle.join("address"))?;
     let hash = agentbox_e2e::util::sha256_hex(
         format!("{}/{}/{}", ctd.address().display(), DEFAULT_NAMESPACE, fid).as_bytes(),
