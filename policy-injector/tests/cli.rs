@@ -335,3 +335,43 @@ fn garbage_never_panics() {
         }
     }
 }
+
+#[test]
+fn bundle_option_checks_an_absolute_root() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = tmp.path().join("bundle");
+    std::fs::create_dir_all(bundle.join("rootfs")).unwrap();
+    let mut spec: Value =
+        serde_json::from_slice(&std::fs::read(fixture("cri-container.json")).unwrap()).unwrap();
+    spec["root"]["path"] = Value::String(bundle.join("rootfs").to_str().unwrap().to_string());
+    let path = tmp.path().join("config.json");
+    std::fs::write(&path, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let p = path.to_str().unwrap();
+    let b = bundle.to_str().unwrap();
+
+    let o = run(&["check", "--no-host", p]);
+    assert_eq!(code(&o), 2, "{}", s(&o.stderr));
+    assert!(s(&o.stderr).contains("root.path"), "{}", s(&o.stderr));
+    let o = run(&["check", "--no-host", "--bundle", b, p]);
+    assert_eq!(code(&o), 0, "{}", s(&o.stderr));
+    // relative --bundle is taken from the working directory
+    let o = Command::new(BIN)
+        .args(["check", "--no-host", "--bundle", "bundle", p])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", s(&o.stderr));
+    // another bundle's rootfs, and the host's /
+    let o = run(&["check", "--no-host", "--bundle", "/run/other", p]);
+    assert_eq!(code(&o), 2);
+    spec["root"]["path"] = Value::String("/".into());
+    std::fs::write(&path, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let o = run(&["apply", "--bundle", b, p]);
+    assert_eq!(code(&o), 2);
+    assert!(o.stdout.is_empty());
+    assert!(
+        s(&o.stderr).contains("is not the bundle's rootfs"),
+        "{}",
+        s(&o.stderr)
+    );
+}

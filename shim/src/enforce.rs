@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use agentbox_policy::{Decision, Policy, RealHostFs, Report};
+use agentbox_policy::{ApplyContext, Decision, Policy, RealHostFs, Report};
 use serde_json::{json, Map, Value};
 
 use crate::audit::{AuditLog, Subject};
@@ -93,7 +93,9 @@ pub fn enforce_bundle(
         .and_then(|v| v.get("annotations").and_then(Value::as_object).cloned());
     let subject = Subject::from_annotations(namespace, id, raw_annotations.as_ref());
 
-    let decision = match agentbox_policy::apply(policy, &bytes, &RealHostFs) {
+    // The bundle lets the policy check that root.path is the bundle's rootfs.
+    let ctx = ApplyContext::with_bundle(bundle);
+    let decision = match agentbox_policy::apply_with(policy, &bytes, &RealHostFs, &ctx) {
         Ok(d) => d,
         Err(e) => {
             let reason = e.to_string();
