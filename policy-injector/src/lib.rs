@@ -167,6 +167,13 @@ pub struct ApplyContext<'a> {
     /// The bundle folder containerd created for the container (absolute).
     /// Without it only a relative `root.path` of `rootfs` is accepted.
     pub bundle: Option<&'a Path>,
+    /// The host pid the runtime reported for the pod's sandbox container.
+    /// containerd points an app container's shared namespaces at
+    /// `/proc/<this pid>/ns/*`; under gVisor (ptrace) or Kata that process may
+    /// itself live in host namespaces, and the runtime does not join those
+    /// paths from the host, so they are exempt from the device/inode
+    /// comparison (the lexical checks still apply).
+    pub sandbox_pid: Option<u32>,
 }
 
 impl<'a> ApplyContext<'a> {
@@ -174,7 +181,14 @@ impl<'a> ApplyContext<'a> {
     pub fn with_bundle(bundle: &'a Path) -> Self {
         ApplyContext {
             bundle: Some(bundle),
+            sandbox_pid: None,
         }
+    }
+
+    /// The same context with the pod's sandbox pid.
+    pub fn sandbox_pid(mut self, pid: Option<u32>) -> Self {
+        self.sandbox_pid = pid;
+        self
     }
 }
 
@@ -293,7 +307,7 @@ fn run_spec(policy: &Policy, mut spec: Value, host: &dyn HostFs, ctx: &ApplyCont
     if let Err(r) = root::check(root, ctx.bundle) {
         return rejected(Who::of(&eff), rec, r);
     }
-    if let Err(r) = namespaces::check(root, host) {
+    if let Err(r) = namespaces::check(root, host, ctx.sandbox_pid) {
         return rejected(Who::of(&eff), rec, r);
     }
     if let Some(Value::Object(p)) = root.get("process") {

@@ -59,6 +59,10 @@ struct Common {
     /// (without it only the relative "rootfs" is accepted).
     #[arg(long, value_name = "DIR")]
     bundle: Option<PathBuf>,
+    /// Host pid of the pod's sandbox container: an app container's
+    /// /proc/PID/ns/* paths are then the pod's own (not compared with the host's).
+    #[arg(long, value_name = "PID")]
+    sandbox_pid: Option<u32>,
     /// Pretty-print the rewritten spec.
     #[arg(long)]
     pretty: bool,
@@ -155,7 +159,8 @@ fn run(cli: Cli) -> Result<Outcome> {
     let ctx = match &bundle {
         Some(b) => ApplyContext::with_bundle(b),
         None => ApplyContext::default(),
-    };
+    }
+    .sandbox_pid(c.sandbox_pid);
     let decision = apply_with(&policy, &bytes, host, &ctx)
         .with_context(|| format!("cannot apply the policy to {}", c.spec.display()))?;
     if let Some(r) = &c.report {

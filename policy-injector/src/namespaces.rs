@@ -38,7 +38,11 @@ const RULE: &str = "namespaces.host-path";
 
 /// Refuse a spec that shares a host namespace: a required type missing, or a
 /// namespace joined through a path that leads to one of the host's.
-pub(crate) fn check(root: &Map<String, Value>, host: &dyn HostFs) -> Result<(), Refusal> {
+pub(crate) fn check(
+    root: &Map<String, Value>,
+    host: &dyn HostFs,
+    sandbox_pid: Option<u32>,
+) -> Result<(), Refusal> {
     let ns = root
         .get("linux")
         .and_then(|l| l.get("namespaces"))
@@ -62,7 +66,7 @@ pub(crate) fn check(root: &Map<String, Value>, host: &dyn HostFs) -> Result<(), 
     for n in ns {
         let ty = n.get("type").and_then(Value::as_str).unwrap_or("");
         if let Some(path) = n.get("path").and_then(Value::as_str) {
-            check_path(ty, path, host)?;
+            check_path(ty, path, host, sandbox_pid)?;
         }
     }
     Ok(())
@@ -76,7 +80,24 @@ fn refuse(ty: &str, path: &str, why: &str) -> Refusal {
     )
 }
 
-fn check_path(ty: &str, path: &str, host: &dyn HostFs) -> Result<(), Refusal> {
+/// `/proc/<pid>/ns/<name>` for the pod's sandbox pid, exactly.
+fn is_sandbox_ns(path: &str, sandbox_pid: Option<u32>) -> bool {
+    let Some(pid) = sandbox_pid else {
+        return false;
+    };
+    let Some(norm) = normalize(path) else {
+        return false;
+    };
+    let c: Vec<&str> = norm.split('/').skip(1).collect();
+    matches!(c.as_slice(), ["proc", p, "ns", _] if *p == pid.to_string())
+}
+
+fn check_path(
+    ty: &str,
+    path: &str,
+    host: &dyn HostFs,
+    sandbox_pid: Option<u32>,
+) -> Result<(), Refusal> {
     if !path.starts_with('/') {
         return Err(Refusal::new(
             RULE,
@@ -102,7 +123,11 @@ fn check_path(ty: &str, path: &str, host: &dyn HostFs) -> Result<(), Refusal> {
     {
         return Err(refuse(ty, path, "leads to the host's"));
     }
-    // Where the host answers: the namespace itself, by device and inode.
+    // Where the host answers: the namespace itself, by device and inode
+    // (the pod sandbox's own namespaces excepted, see `ApplyContext`).
+    if is_sandbox_ns(path, sandbox_pid) {
+        return Ok(());
+    }
     if let Some(id) = host.file_id(path) {
         let names: Vec<&str> = match PROC_NS.iter().find(|(t, _)| *t == ty) {
             Some((_, n)) => vec![n],
@@ -158,6 +183,17 @@ pub(crate) fn check_cwd(process: &Map<String, Value>) -> Result<(), Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sandbox_paths() {
+        assert!(is_sandbox_ns("/proc/42/ns/pid", Some(42)));
+        assert!(is_sandbox_ns("//proc/42/./ns/net", Some(42)));
+        assert!(!is_sandbox_ns("/proc/42/ns/pid", None));
+        assert!(!is_sandbox_ns("/proc/420/ns/pid", Some(42)));
+        assert!(!is_sandbox_ns("/proc/042/ns/pid", Some(42)));
+        assert!(!is_sandbox_ns("/proc/42/root/proc/1/ns/pid", Some(42)));
+        assert!(!is_sandbox_ns("/run/netns/x", Some(42)));
+    }
 
     #[test]
     fn lexical() {

@@ -4,7 +4,9 @@
 
 mod common;
 
-use agentbox_policy::{apply_value, HostFs, NoHostFs, Policy, RealHostFs};
+use agentbox_policy::{
+    apply_value, apply_value_with, ApplyContext, HostFs, NoHostFs, Policy, RealHostFs,
+};
 use common::*;
 use serde_json::json;
 
@@ -257,13 +259,37 @@ fn namespace_paths_by_device_and_inode() {
             &RealHostFs,
         ));
     }
+    // the pod sandbox's own namespaces (gVisor's and Kata's sandbox process
+    // may live in host namespaces; the runtime does not join those paths)
+    let pid = std::process::id();
+    let ctx = ApplyContext::default().sandbox_pid(Some(pid));
+    for ty in ["network", "pid", "ipc", "uts"] {
+        let mut s = base();
+        let ns = s["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != ty);
+        let name = if ty == "network" { "net" } else { ty };
+        ns.push(json!({"type": ty, "path": format!("/proc/{pid}/ns/{name}")}));
+        refused(apply_value(&standard(), s.clone(), &RealHostFs));
+        allowed(apply_value_with(&standard(), s, &RealHostFs, &ctx));
+    }
+    for path in [
+        link.to_str().unwrap(),
+        "/proc/self/ns/net",
+        "/proc/1/ns/net",
+        &format!("/proc/{pid}/root/proc/1/ns/net"),
+    ] {
+        refused(apply_value_with(
+            &standard(),
+            with_netns(path),
+            &RealHostFs,
+            &ctx,
+        ));
+    }
     // a kernel thread shares the host's namespaces; only root may look
     if RealHostFs.file_id("/proc/2/ns/net").is_some() {
-        refused(apply_value(
-            &standard(),
-            with_netns("/proc/2/ns/net"),
-            &RealHostFs,
-        ));
+        let n2 = with_netns("/proc/2/ns/net");
+        refused(apply_value(&standard(), n2.clone(), &RealHostFs));
+        refused(apply_value_with(&standard(), n2, &RealHostFs, &ctx));
     }
 
     let mut host = FakeHost::new(&[
