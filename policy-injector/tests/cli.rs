@@ -375,3 +375,30 @@ fn bundle_option_checks_an_absolute_root() {
         s(&o.stderr)
     );
 }
+
+#[test]
+fn sandbox_pid_option_exempts_the_pods_own_namespaces() {
+    // a process in this host's namespaces stands in for a gVisor sandbox
+    let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = child.id().to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut spec: Value =
+        serde_json::from_slice(&std::fs::read(fixture("cri-container.json")).unwrap()).unwrap();
+    for n in spec["linux"]["namespaces"].as_array_mut().unwrap() {
+        if let Some(p) = n["path"].as_str() {
+            n["path"] = Value::String(p.replace("4242", &pid));
+        }
+    }
+    let path = tmp.path().join("config.json");
+    std::fs::write(&path, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let p = path.to_str().unwrap();
+    let without = run(&["check", p]);
+    let with = run(&["check", "--sandbox-pid", &pid, p]);
+    let other = run(&["check", "--sandbox-pid", "4242", p]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(code(&without), 2, "{}", s(&without.stderr));
+    assert!(s(&without.stderr).contains("host namespace"));
+    assert_eq!(code(&with), 0, "{}", s(&with.stderr));
+    assert_eq!(code(&other), 2);
+}
