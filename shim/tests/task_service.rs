@@ -7,11 +7,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use agentbox_shim::backend::{attach, runsc::RunscTask};
 use agentbox_shim::bootstrap::task_services;
 use agentbox_shim::events::Recorder;
 use agentbox_shim::options::{to_any, RuntimeOptions};
+use agentbox_shim::pod::Pod;
 use agentbox_shim::reaper::Reaper;
-use agentbox_shim::task::{Daemon, RunscTask};
 use containerd_shim_protos::api::*;
 use containerd_shim_protos::shim_async::TaskClient;
 use containerd_shim_protos::ttrpc::context::Context;
@@ -51,7 +52,7 @@ struct Env {
     dir: tempfile::TempDir,
     client: TaskClient,
     events: Arc<Recorder>,
-    daemon: Arc<Daemon>,
+    pod: Arc<Pod>,
     _server: Server,
 }
 
@@ -64,15 +65,14 @@ async fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
     write_exec(&dir.path().join("runsc"), FAKE_RUNSC);
     let events = Arc::new(Recorder::default());
-    let daemon = Arc::new(Daemon {
-        namespace: "k8s.io".into(),
-        default_config: None,
-        events: events.clone(),
-        reaper: Arc::new(Reaper::new()),
-        shutdown: Arc::new(tokio::sync::Notify::new()),
-        trimmer: None,
-    });
-    let task = Arc::new(RunscTask::new(daemon.clone()));
+    let pod = Arc::new(Pod::new(
+        "k8s.io",
+        None,
+        events.clone(),
+        Arc::new(Reaper::new()),
+        None,
+    ));
+    let task = attach(&pod, Arc::new(RunscTask::new(pod.clone())));
     let sock = dir.path().join("t.sock");
     let addr = format!("unix://{}", sock.display());
     let mut server = Server::new()
@@ -85,7 +85,7 @@ async fn env() -> Env {
         dir,
         client,
         events,
-        daemon,
+        pod,
         _server: server,
     }
 }
@@ -245,7 +245,7 @@ async fn lifecycle_through_the_task_api() {
         )
         .await
         .unwrap();
-    let notified = e.daemon.shutdown.notified();
+    let notified = e.pod.shutdown.notified();
     tokio::pin!(notified);
     assert!(
         tokio::time::timeout(std::time::Duration::from_millis(100), &mut notified)
