@@ -26,4 +26,4 @@ pub use containerd::{
 };
 pub use cri::{ContainerSpec, Cri, ExecResult, LogLine, Pod};
 pub use images::{BUSYBOX_IMAGE, PAUSE_IMAGE};
-pub use util::{is_root, skip_unless_root};
+pub use util::{is_root, skip, skip_unless_root, skips_forbidden, NO_SKIP_ENV};

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use agentbox_e2e::{
-    skip_unless_root, Binaries, ContainerSpec, Containerd, ContainerdOptions, BUSYBOX_IMAGE,
+    skip, skip_unless_root, Binaries, ContainerSpec, Containerd, ContainerdOptions, BUSYBOX_IMAGE,
     DEFAULT_NAMESPACE, K8S_NAMESPACE, RUNC, RUNSC_RUNC_SHIM,
 };
 
@@ -382,8 +382,7 @@ fn skip_other_suites(test: &str) -> bool {
     if std::env::var("AGENTBOX_E2E_SUITES")
         .is_ok_and(|s| s.split(',').all(|x| x.trim() == "bookworm"))
     {
-        eprintln!("SKIPPED {test}: AGENTBOX_E2E_SUITES limits the run to bookworm");
-        return true;
+        return skip(test, "AGENTBOX_E2E_SUITES limits the run to bookworm");
     }
     false
 }
