@@ -493,3 +493,47 @@ async fn exec_gets_the_env_rules_and_is_audited() {
         .unwrap()
         .contains(&"/tasks/exec-added".to_string()));
 }
+
+/// Kill's `all` reaches runsc (`--all`: every process of the container), and
+/// the audit record carries the signal and `all` as asked.
+#[tokio::test]
+async fn kill_all_reaches_runsc_and_the_audit_log() {
+    let e = env().await;
+    let b = e.bundle("c1", true, &["PATH=/bin"]);
+    e.client
+        .create(ctx(), &e.create_req("c1", &b))
+        .await
+        .expect("create");
+    e.client
+        .start(
+            ctx(),
+            &StartRequest {
+                id: "c1".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("start");
+    e.client
+        .kill(
+            ctx(),
+            &KillRequest {
+                id: "c1".into(),
+                signal: 15,
+                all: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("kill");
+    assert!(e.calls().contains("kill --all c1 15"), "{}", e.calls());
+    let kills: Vec<_> = e
+        .audit()
+        .into_iter()
+        .filter(|r| r["event"] == "kill")
+        .collect();
+    assert_eq!(kills.len(), 1);
+    assert_eq!(kills[0]["signal"], 15);
+    assert_eq!(kills[0]["all"], true);
+    assert_eq!(kills[0]["container"], "agent");
+}
