@@ -325,9 +325,9 @@ async fn the_delegate_sees_only_rewritten_specs_and_its_own_config() {
         .await
         .expect("create");
     assert_eq!(r.pid, 777, "the delegate's reply is forwarded");
-    let seen = e.stub.seen.lock().unwrap();
-    assert_eq!(seen.creates.len(), 1);
-    let (spec, opts) = &seen.creates[0];
+    let creates = e.stub.seen.lock().unwrap().creates.clone();
+    assert_eq!(creates.len(), 1);
+    let (spec, opts) = &creates[0];
     let env: Vec<&str> = spec["process"]["env"]
         .as_array()
         .unwrap()
@@ -347,7 +347,6 @@ async fn the_delegate_sees_only_rewritten_specs_and_its_own_config() {
         Some("/etc/delegate/config.toml")
     );
     assert!(opts.config_body.is_none());
-    drop(seen);
     // delete after a crash would go to the delegate
     let st = BundleState::read(&b).unwrap().unwrap();
     assert!(format!("{:?}", st.backend).contains("stub-shim"), "{st:?}");
@@ -411,12 +410,11 @@ async fn exec_process_is_rewritten_and_audited_without_values() {
         )
         .await
         .expect("exec");
-    let seen = e.stub.seen.lock().unwrap();
-    assert_eq!(seen.execs.len(), 1);
-    let env = seen.execs[0]["env"].as_array().unwrap();
+    let execs = e.stub.seen.lock().unwrap().execs.clone();
+    assert_eq!(execs.len(), 1);
+    let env = execs[0]["env"].as_array().unwrap();
     assert_eq!(env.len(), 1, "{env:?}");
     assert_eq!(env[0], "PATH=/bin");
-    drop(seen);
     let audit = e.audit();
     let exec: Vec<_> = audit.iter().filter(|r| r["event"] == "exec").collect();
     assert_eq!(exec.len(), 1, "{audit:#?}");
