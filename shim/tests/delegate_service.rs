@@ -209,9 +209,20 @@ async fn env(lifetime: &str) -> Env {
         socket: ours.clone(),
         ..Default::default()
     };
-    let fwd = ForwardTask::new(pod.clone(), &cfg, &flags, &first)
-        .await
-        .expect("the delegate starts");
+    // A script this test just wrote can be "text file busy" for a moment: a
+    // child another test thread forked meanwhile holds the write descriptor
+    // until it execs. Only the stub has this problem; retry it, bounded.
+    let mut tries = 0;
+    let fwd = loop {
+        match ForwardTask::new(pod.clone(), &cfg, &flags, &first).await {
+            Ok(f) => break f,
+            Err(e) if tries < 20 && format!("{e:#}").contains("busy") => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("the delegate starts: {e:#}"),
+        }
+    };
     let task = attach(&pod, Arc::new(fwd));
     let mut server = Server::new()
         .bind(&ours)
