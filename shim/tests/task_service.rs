@@ -42,7 +42,7 @@ case "$sub" in
     sig="$last"; id=""; i=0; for a in "$@"; do i=$((i+1)); [ $i -eq $((n-1)) ] && id="$a"; done
     echo $((128 + sig)) > "$root/$id.exit";;
   ps) echo "[1]";;
-  events) echo '{"type":"stats","id":"x","data":{"pids":{"current":1}}}';;
+  events) echo '{"type":"stats","id":"x","data":{"pids":{"current":7},"memory":{"usage":{"usage":3145728}}}}';;
   delete) rm -f "$root/$last".*;;
   *) echo "unexpected $sub" >&2; exit 1;;
 esac
@@ -233,6 +233,11 @@ async fn lifecycle_through_the_task_api() {
         .await
         .unwrap();
     assert_eq!(stats.stats.type_url, "io.containerd.cgroups.v1.Metrics");
+    // the figures runsc reported (the fake's 7 pids, 3 MiB) reach containerd
+    let m: containerd_shim_protos::cgroups::metrics::Metrics =
+        containerd_shim_protos::protobuf::Message::parse_from_bytes(&stats.stats.value).unwrap();
+    assert_eq!(m.pids.current, 7);
+    assert_eq!(m.memory.usage.usage, 3 << 20);
 
     // Shutdown while a container is left keeps the daemon up
     e.client
