@@ -369,9 +369,12 @@ fn shim_backend_pod_phases_and_lifetime() {
             .any(|r| r["event"] == "lifetime" && r["container"] == "agent"),
         "{recs:#?}"
     );
-    assert!(recs
+    // the pod sandbox, the setup and the agent container: each went through
+    // the delegate, with no sandbox of its own
+    let creates: Vec<_> = recs.iter().filter(|r| r["event"] == "create").collect();
+    assert_eq!(creates.len(), 3, "{recs:#?}");
+    assert!(creates
         .iter()
-        .filter(|r| r["event"] == "create")
         .all(|r| r["sandbox"] == "none" && r["runtime"] == "shim"));
     for id in [&setup, &agent] {
         cri.remove_container(id).unwrap();
