@@ -121,6 +121,7 @@ impl Task for ForwardTask {
             backend: BackendState::Delegate(CleanupState {
                 delegate: self.delegate.binary.display().to_string(),
                 delegate_pid: self.delegate.pid,
+                delegate_address: Some(self.delegate.address.clone()),
             }),
         };
         state.write(&bundle).map_err(|e| {
