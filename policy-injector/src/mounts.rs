@@ -292,8 +292,10 @@ fn mount_fate(
             })?
         }
     };
-    if let Some(rule) = drop_rule(policy, &source.chain) {
-        return Ok((Fate::Drop(rule), None));
+    if !source.chain.is_empty() {
+        if let Some(rule) = drop_rule(policy, &source.chain) {
+            return Ok((Fate::Drop(rule), None));
+        }
     }
     if sensitive && (host.is_socket(src) || source.all().any(|f| looks_like_socket(f))) {
         return Ok((Fate::Drop("mounts.host-socket"), None));

@@ -8,7 +8,7 @@
 use serde_json::{Map, Value};
 
 use crate::host::HostFs;
-use crate::paths::normalize;
+use crate::paths::{normalize, normalize_cow};
 use crate::report::Refusal;
 use crate::resolve::resolve;
 
@@ -85,11 +85,16 @@ fn is_sandbox_ns(path: &str, sandbox_pid: Option<u32>) -> bool {
     let Some(pid) = sandbox_pid else {
         return false;
     };
-    let Some(norm) = normalize(path) else {
+    let Some(norm) = normalize_cow(path) else {
         return false;
     };
-    let c: Vec<&str> = norm.split('/').skip(1).collect();
-    matches!(c.as_slice(), ["proc", p, "ns", _] if *p == pid.to_string())
+    let mut c = norm.split('/').skip(1);
+    let want = pid.to_string();
+    c.next() == Some("proc")
+        && c.next() == Some(want.as_str())
+        && c.next() == Some("ns")
+        && c.next().is_some()
+        && c.next().is_none()
 }
 
 fn check_path(
@@ -115,11 +120,13 @@ fn check_path(
             format!("cannot check the \"{ty}\" namespace path {path:?}: {e}"),
         )
     })?;
-    if resolved
-        .steps
-        .iter()
-        .chain(std::iter::once(&resolved.path))
-        .any(|p| lexically_host(p))
+    // (without links the end is the path itself, checked above)
+    if !resolved.steps.is_empty()
+        && resolved
+            .steps
+            .iter()
+            .chain(std::iter::once(&resolved.path))
+            .any(|p| lexically_host(p))
     {
         return Err(refuse(ty, path, "leads to the host's"));
     }
@@ -148,18 +155,27 @@ fn check_path(
 /// `/proc/<pid>/ns/<name>` or `/proc/<pid>/task/<tid>/ns/<name>` with a pid
 /// other than 1 (`self`, `thread-self`, `/proc/<pid>/root/…`, `/proc/1/…`).
 fn lexically_host(path: &str) -> bool {
-    let Some(norm) = normalize(path) else {
+    let Some(norm) = normalize_cow(path) else {
         return true;
     };
-    let c: Vec<&str> = norm.split('/').skip(1).collect();
-    if c.first() != Some(&"proc") {
+    let mut it = norm.split('/').skip(1);
+    if it.next() != Some("proc") {
         return false;
+    }
+    let mut c = [""; 5];
+    let mut n = 0;
+    for comp in it {
+        if n == c.len() {
+            return true;
+        }
+        c[n] = comp;
+        n += 1;
     }
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     let pid_ok = |s: &str| digits(s) && s.trim_start_matches('0') != "1";
-    let ok = match c.as_slice() {
-        ["proc", pid, "ns", _] => pid_ok(pid),
-        ["proc", pid, "task", tid, "ns", _] => pid_ok(pid) && digits(tid),
+    let ok = match &c[..n] {
+        [pid, "ns", _] => pid_ok(pid),
+        [pid, "task", tid, "ns", _] => pid_ok(pid) && digits(tid),
         _ => false,
     };
     !ok

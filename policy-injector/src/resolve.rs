@@ -39,7 +39,7 @@ impl std::fmt::Display for ResolveError {
 /// Resolve absolute `path` as the kernel would, without requiring it to exist.
 /// `..` applies to the resolved prefix (after links), never above `/`.
 pub(crate) fn resolve(path: &str, host: &dyn HostFs) -> Result<Resolved, ResolveError> {
-    let mut rest = path.to_string();
+    let mut rest = std::borrow::Cow::Borrowed(path);
     let mut pos = 0usize;
     let mut cur = String::with_capacity(path.len());
     let mut steps = Vec::new();
@@ -73,7 +73,7 @@ pub(crate) fn resolve(path: &str, host: &dyn HostFs) -> Result<Resolved, Resolve
                         if target.starts_with('/') {
                             cur.clear();
                         }
-                        rest = format!("{target}/{}", &rest[end..]);
+                        rest = std::borrow::Cow::Owned(format!("{target}/{}", &rest[end..]));
                         pos = 0;
                         steps.push(
                             normalize(&format!("{cur}/{rest}")).unwrap_or_else(|| "/".into()),

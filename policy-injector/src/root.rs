@@ -15,7 +15,7 @@ const RULE: &str = "root.path";
 /// `rootfs` relative to the bundle after lexical normalisation (`./rootfs`,
 /// `rootfs/` …); `None` if it leaves the bundle or names something else.
 fn relative_is_rootfs(path: &str) -> bool {
-    normalize(&format!("/{path}")).as_deref() == Some("/rootfs")
+    path == "rootfs" || normalize(&format!("/{path}")).as_deref() == Some("/rootfs")
 }
 
 pub(crate) fn check(root: &Map<String, Value>, bundle: Option<&Path>) -> Result<(), Refusal> {

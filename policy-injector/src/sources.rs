@@ -12,9 +12,10 @@ use crate::resolve::{resolve, ResolveError};
 pub(crate) struct Source {
     /// Lexical forms (normalised, `/var/run` folded): see [`lexical_forms`].
     pub lexical: Vec<String>,
-    /// Every place the symlink chain passes (aliased), then where it ends.
+    /// Every place the symlink chain passes (aliased) and where it ends, less
+    /// what `lexical` already holds (empty for a path without links).
     pub chain: Vec<String>,
-    /// Where the chain ends (aliased); the last entry of `chain`.
+    /// Where the chain ends (aliased).
     pub resolved: String,
 }
 
@@ -30,9 +31,16 @@ impl Source {
         host: &dyn HostFs,
     ) -> Result<Source, ResolveError> {
         let r = resolve(src, host)?;
-        let mut chain: Vec<String> = r.steps.iter().map(|s| alias(s)).collect();
         let resolved = alias(&r.path);
-        chain.push(resolved.clone());
+        let mut chain: Vec<String> = Vec::new();
+        for p in r.steps.iter().map(|s| alias(s)) {
+            if !lexical.contains(&p) && !chain.contains(&p) {
+                chain.push(p);
+            }
+        }
+        if !lexical.contains(&resolved) && !chain.contains(&resolved) {
+            chain.push(resolved.clone());
+        }
         Ok(Source {
             lexical,
             chain,
@@ -47,7 +55,8 @@ impl Source {
 
     /// The forms that name what is mounted: lexical forms and the end of the chain.
     pub fn identity(&self) -> impl Iterator<Item = &String> + Clone {
-        self.lexical.iter().chain(std::iter::once(&self.resolved))
+        let end = (!self.lexical.contains(&self.resolved)).then_some(&self.resolved);
+        self.lexical.iter().chain(end)
     }
 
     /// Under a managed root in every identity form.
