@@ -1,6 +1,6 @@
 use super::*;
-use serde_json::json;
 use crate::event::Ctx;
+use serde_json::json;
 
 fn ctx(tgid: i32) -> Ctx {
     Ctx {
