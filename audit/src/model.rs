@@ -127,6 +127,9 @@ pub struct Process {
     pub exit_code: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signal: Option<i64>,
+    /// The argv of the images this process ran before it exec'd the last.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub execed_from: Vec<Vec<String>>,
     pub children: Vec<Process>,
 }
 
@@ -266,14 +269,17 @@ fn run(id: &str, recs: &[&Value], f: &Filter) -> Run {
                     uid: r.get("uid").and_then(Value::as_i64),
                     exit_code: None,
                     signal: None,
+                    execed_from: Vec::new(),
                     children: Vec::new(),
                 };
                 names.insert((cname.clone(), pid), display_name(&p));
                 match pidx.get(&(cname.clone(), pid)) {
                     // an exec: the same process with a new image
                     Some(&i) if procs[i].exit_code.is_none() && procs[i].signal.is_none() => {
-                        let kept = procs[i].ppid;
-                        procs[i] = Process { ppid: kept, ..p };
+                        let old = std::mem::replace(&mut procs[i], p);
+                        procs[i].ppid = old.ppid;
+                        procs[i].execed_from = old.execed_from;
+                        procs[i].execed_from.push(old.argv);
                     }
                     _ => {
                         pidx.insert((cname.clone(), pid), procs.len());

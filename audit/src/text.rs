@@ -93,7 +93,15 @@ fn process(o: &mut String, p: &Process, indent: &str, branch: &str, root: bool, 
     } else {
         String::new()
     };
-    let _ = writeln!(o, "{indent}{branch}{head}[{}] {shown}  ({status})", p.pid);
+    let mut from = String::new();
+    for a in &p.execed_from {
+        let _ = write!(from, "  exec'd from: {}", argv(a));
+    }
+    let _ = writeln!(
+        o,
+        "{indent}{branch}{head}[{}] {shown}  ({status}){from}",
+        p.pid
+    );
     let child_indent = if root {
         format!("{indent}  ")
     } else if last {

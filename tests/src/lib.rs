@@ -17,6 +17,7 @@ pub mod config;
 pub mod containerd;
 pub mod cri;
 pub mod images;
+pub mod testhost;
 pub mod util;
 
 pub use binaries::{Binaries, ContainerdVersion};
