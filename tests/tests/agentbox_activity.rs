@@ -32,7 +32,7 @@ fn wait_for(cfg: &ConfigDir, what: &str, f: impl Fn(&[Value]) -> bool) -> Vec<Va
     recs
 }
 
-fn find<'a>(recs: &'a [Value], f: impl Fn(&Value) -> bool) -> Option<&'a Value> {
+fn find(recs: &[Value], f: impl Fn(&Value) -> bool) -> Option<&Value> {
     recs.iter().find(|r| f(r))
 }
 
@@ -206,8 +206,9 @@ fn what_the_agent_did_is_in_the_audit_log() {
     cri.remove_pod(&pod.id).expect("RemovePodSandbox");
 }
 
-/// A loop opening 100,000 files: the audit log stays within the pod's rate
-/// limit and says what it dropped; the loop finishes.
+/// A loop opening many files (20,000 in `make test`; `make test-flood` runs
+/// the full 100,000 through `AGENTBOX_FLOOD_OPENS`): the audit log stays
+/// within the pod's rate limit and says what it dropped; the loop finishes.
 #[test]
 fn a_flood_of_opens_stays_bounded() {
     if skip_unless_root("a_flood_of_opens_stays_bounded") {
@@ -223,10 +224,14 @@ fn a_flood_of_opens_stays_bounded() {
     let pod = cri
         .run_pod("flood", "team-f", "uid-flood", AGENTBOX, &[])
         .expect("RunPodSandbox");
+    let opens: usize = std::env::var("AGENTBOX_FLOOD_OPENS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
     let spec = ContainerSpec::new("agent", BUSYBOX_IMAGE).command([
-        "sh",
-        "-c",
-        "mkdir /tmp/f; i=0; while [ $i -lt 100000 ]; do : > /tmp/f/$i; i=$((i+1)); done; echo opened $i",
+        "sh".to_string(),
+        "-c".into(),
+        format!("mkdir /tmp/f; i=0; while [ $i -lt {opens} ]; do : > /tmp/f/$i; i=$((i+1)); done; echo opened $i"),
     ]);
     let id = cri.create_container(&pod, &spec).expect("create");
     let t0 = std::time::Instant::now();
@@ -238,7 +243,7 @@ fn a_flood_of_opens_stays_bounded() {
     );
     let took = t0.elapsed();
     let logs = cri.container_log_text(&pod, "agent", None).unwrap();
-    assert!(logs.contains("opened 100000"), "{logs:?}");
+    assert!(logs.contains(&format!("opened {opens}")), "{logs:?}");
     let recs = wait_for(&cfg, "a dropped record", |r| {
         r.iter()
             .any(|x| x["event"] == "dropped" && x["rate_limited"].as_u64() > Some(0))
@@ -260,9 +265,14 @@ fn a_flood_of_opens_stays_bounded() {
         .filter(|r| r["event"] == "dropped")
         .filter_map(|r| r["rate_limited"].as_u64())
         .sum();
-    assert!(dropped > 50_000, "only {dropped} counted as dropped");
+    // what the rate let through, at most, is written; the rest is counted
+    let allowed = 1000 + 200 * took.as_secs() as usize;
+    assert!(
+        dropped as usize + allowed >= opens * 9 / 10,
+        "only {dropped} of {opens} counted as dropped in {took:?}"
+    );
     eprintln!(
-        "flood: 100000 opens in {took:?}, {} records written, {dropped} dropped",
+        "flood: {opens} opens in {took:?}, {} records written, {dropped} dropped",
         activity.len()
     );
     cri.remove_container(&id).expect("RemoveContainer");
