@@ -13,10 +13,13 @@
 
 pub mod agentbox;
 pub mod binaries;
+pub mod chart;
 pub mod config;
 pub mod containerd;
 pub mod cri;
 pub mod images;
+pub mod kubelet;
+pub mod node_image;
 pub mod util;
 
 pub use binaries::{Binaries, ContainerdVersion};

@@ -81,6 +81,9 @@ into /etc/containerd/config.toml (see runtimeclass/).
   runtime_type = "io.containerd.agentbox.v1"
   runtime_path = {{ printf "%s/bin/containerd-shim-agentbox-v1" $root.Values.paths.installDir | toJson }}
   pod_annotations = {{ .podAnnotations | toJson }}
+  {{- range $k, $v := .extraRuntimeConfig }}
+  {{ $k }} = {{ $v | toJson }}
+  {{- end }}
   [plugins.{{ $plugin | quote }}.containerd.runtimes.{{ .handler }}.options]
     ConfigPath = {{ printf "%s/%s.toml" $root.Values.paths.configDir .key | toJson }}
 {{- end }}
