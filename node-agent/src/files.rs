@@ -141,10 +141,12 @@ impl Journal {
         if self.entries.iter().any(|e| e.path == path) {
             return Ok(());
         }
-        let saved = if path.exists() {
+        let saved = if let Ok(meta) = fs::symlink_metadata(path) {
             let s = sibling(path, "prev");
             let _ = fs::remove_file(&s);
-            if fs::hard_link(path, &s).is_err() {
+            if meta.file_type().is_symlink() {
+                std::os::unix::fs::symlink(fs::read_link(path)?, &s)?;
+            } else if fs::hard_link(path, &s).is_err() {
                 fs::copy(path, &s)?;
             }
             Some(s)
@@ -179,8 +181,20 @@ impl Journal {
         copy_atomic(src, path, mode)
     }
 
+    /// Points `path` at `target` (a symlink, replaced atomically).
+    pub fn symlink(&mut self, target: &Path, path: &Path) -> io::Result<()> {
+        self.ensure_parent(path)?;
+        self.save(path)?;
+        let tmp = sibling(path, "new");
+        let _ = fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(target, &tmp)?;
+        fs::rename(&tmp, path).inspect_err(|_| {
+            let _ = fs::remove_file(&tmp);
+        })
+    }
+
     pub fn remove(&mut self, path: &Path) -> io::Result<()> {
-        if !path.exists() {
+        if fs::symlink_metadata(path).is_err() {
             return Ok(());
         }
         self.save(path)?;

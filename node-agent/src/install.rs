@@ -31,6 +31,10 @@ pub enum InstallError {
     Cri(#[from] CriError),
     #[error("{path}: {err}")]
     Io { path: PathBuf, err: std::io::Error },
+    #[error("containerd {0} ignores a handler's runtime_path: agentbox-node links the shim into a folder on containerd's PATH, so --shim-link-dir must be set")]
+    NeedsLink(String),
+    #[error("{0} exists and is not agentbox-node's link to the shim; remove it or choose another --shim-link-dir")]
+    Foreign(PathBuf),
     #[error("the last install wired containerd {was}, this one would use {now} (the config's imports changed): run `agentbox-node uninstall` first")]
     ModeChanged {
         was: &'static str,
@@ -299,6 +303,33 @@ pub fn install(
             kind,
             sha256: sha,
             replaced_backup,
+        });
+    }
+    // containerd 1.6 ignores runtime_path: link the shim into a folder on its PATH
+    if version < crate::ContainerdVersion::new(1, 7, 0) {
+        let dir = layout
+            .shim_link_dir
+            .as_ref()
+            .ok_or(InstallError::NeedsLink(version.to_string()))?;
+        let link = dir.join(crate::paths::SHIM);
+        let seen = layout.on_host(&link);
+        let target = layout.shim_path();
+        let sha = files::sha256_bytes(target.as_os_str().as_encoded_bytes());
+        match std::fs::symlink_metadata(&seen) {
+            Ok(m)
+                if m.file_type().is_symlink()
+                    && std::fs::read_link(&seen).ok().as_deref() == Some(target.as_path()) => {}
+            Ok(_) if known(&link).is_none() => return Err(InstallError::Foreign(link)),
+            _ => {
+                journal.symlink(&target, &seen).map_err(io_err(&seen))?;
+                changed.push(link.clone());
+            }
+        }
+        records.push(FileRecord {
+            path: link,
+            kind: FileKind::Link,
+            sha256: sha,
+            replaced_backup: None,
         });
     }
     // files of a previous install that this one no longer has (a handler turned off)

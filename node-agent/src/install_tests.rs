@@ -180,7 +180,12 @@ impl T {
             if let Ok(rd) = std::fs::read_dir(d) {
                 for e in rd.flatten() {
                     let p = e.path();
-                    if p.is_dir() {
+                    if let Ok(t) = std::fs::read_link(&p) {
+                        out.push((
+                            p.display().to_string(),
+                            t.display().to_string().into_bytes(),
+                        ));
+                    } else if p.is_dir() {
                         out.push((p.display().to_string(), vec![]));
                         walk(&p, out);
                     } else {
@@ -313,6 +318,10 @@ fn containerd_2_gets_a_drop_in_and_the_admin_file_is_never_written() {
     let before = t.snapshot();
     let r = t.install().unwrap();
     assert_eq!(r.mode, "drop-in");
+    assert!(
+        !t.host("/usr/local/bin").exists(),
+        "no link where runtime_path works"
+    );
     assert_eq!(t.config(), admin);
     assert!(t.fake.node.borrow().loaded.contains("agentbox-gvisor"));
     assert!(!t.install().unwrap().restarted);

@@ -94,6 +94,10 @@ struct NodeArgs {
         default_value = "/run/containerd/containerd.sock"
     )]
     containerd_socket: PathBuf,
+    /// A folder on containerd's PATH for a link to the shim (containerd 1.6,
+    /// which ignores runtime_path); empty: none.
+    #[arg(long, env = "AGENTBOX_SHIM_LINK_DIR", default_value = "/usr/local/bin")]
+    shim_link_dir: PathBuf,
 }
 
 impl NodeArgs {
@@ -105,6 +109,8 @@ impl NodeArgs {
             containerd_config: self.containerd_config.clone(),
             containerd_dropin_dir: self.containerd_dropin_dir.clone(),
             containerd_socket: self.containerd_socket.clone(),
+            shim_link_dir: (!self.shim_link_dir.as_os_str().is_empty())
+                .then(|| self.shim_link_dir.clone()),
         }
     }
     fn cri(&self) -> CriClient {

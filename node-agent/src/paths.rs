@@ -25,6 +25,9 @@ pub struct Layout {
     pub containerd_dropin_dir: PathBuf,
     /// containerd's socket (`/run/containerd/containerd.sock`).
     pub containerd_socket: PathBuf,
+    /// A folder on containerd's `PATH` (`/usr/local/bin`): containerd 1.6
+    /// ignores a handler's `runtime_path`, so there the shim is linked in here.
+    pub shim_link_dir: Option<PathBuf>,
 }
 
 impl Layout {
@@ -37,6 +40,7 @@ impl Layout {
             containerd_config: "/etc/containerd/config.toml".into(),
             containerd_dropin_dir: "/etc/containerd/conf.d".into(),
             containerd_socket: "/run/containerd/containerd.sock".into(),
+            shim_link_dir: Some("/usr/local/bin".into()),
         }
     }
 
@@ -48,6 +52,10 @@ impl Layout {
             ("containerd config", &self.containerd_config),
             ("containerd drop-in dir", &self.containerd_dropin_dir),
             ("containerd socket", &self.containerd_socket),
+            (
+                "shim link dir",
+                self.shim_link_dir.as_ref().unwrap_or(&self.install_dir),
+            ),
         ] {
             if !p.is_absolute()
                 || p.components()

@@ -16,6 +16,8 @@ pub const FORMAT: u32 = 1;
 pub enum FileKind {
     Binary,
     Policy,
+    /// A symlink to the shim (containerd 1.6); `sha256` is of its target path.
+    Link,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

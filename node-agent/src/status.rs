@@ -91,7 +91,14 @@ pub fn status(layout: &Layout, ctd: &mut dyn Containerd) -> Result<Status, state
         .files
         .iter()
         .map(|f| {
-            let have = files::sha256_file(&layout.on_host(&f.path)).ok().flatten();
+            let seen = layout.on_host(&f.path);
+            let have = if f.kind == state::FileKind::Link {
+                std::fs::read_link(&seen)
+                    .ok()
+                    .map(|t| files::sha256_bytes(t.as_os_str().as_encoded_bytes()))
+            } else {
+                files::sha256_file(&seen).ok().flatten()
+            };
             let state = match have {
                 None => "missing",
                 Some(h) if h == f.sha256 => "ok",

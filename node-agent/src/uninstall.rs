@@ -192,6 +192,17 @@ pub fn uninstall(
     // 3. our files, unless someone changed them since
     for f in &st.files {
         let seen = layout.on_host(&f.path);
+        if f.kind == crate::state::FileKind::Link {
+            match std::fs::read_link(&seen) {
+                Ok(t) if files::sha256_bytes(t.as_os_str().as_encoded_bytes()) == f.sha256 => {
+                    std::fs::remove_file(&seen).map_err(io_err(&seen))?;
+                    removed.push(f.path.clone());
+                }
+                Ok(_) => kept.push(f.path.clone()),
+                Err(_) => {}
+            }
+            continue;
+        }
         let have = files::sha256_file(&seen).map_err(io_err(&seen))?;
         match (&have, &f.replaced_backup) {
             (None, _) => {}

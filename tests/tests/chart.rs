@@ -152,7 +152,8 @@ fn default_render() {
             "/opt/agentbox",
             "/etc/agentbox",
             "/etc/containerd",
-            "/run/containerd"
+            "/run/containerd",
+            "/usr/local/bin"
         ]
     );
     assert_eq!(
@@ -298,6 +299,11 @@ fn other_values_files_render_what_they_say() {
     );
     assert!(host.contains(&"/etc/containerd/conf.d"), "{host:?}");
     assert!(host.contains(&"/run/k3s/containerd"), "{host:?}");
+    assert_eq!(
+        host.len(),
+        5,
+        "no link folder where containerd reads runtime_path: {host:?}"
+    );
 }
 
 #[test]

@@ -97,6 +97,9 @@ into /etc/containerd/config.toml (see runtimeclass/).
 {{- $dirs = append $dirs (dict "name" "host-containerd-dropin" "path" .Values.containerd.dropinDir "type" "DirectoryOrCreate") }}
 {{- end }}
 {{- $dirs = append $dirs (dict "name" "host-containerd-socket" "path" (dir .Values.containerd.socket) "type" "Directory") }}
+{{- with .Values.containerd.shimLinkDir }}
+{{- $dirs = append $dirs (dict "name" "host-shim-link" "path" . "type" "DirectoryOrCreate") }}
+{{- end }}
 {{- toJson $dirs }}
 {{- end }}
 
@@ -108,6 +111,7 @@ into /etc/containerd/config.toml (see runtimeclass/).
 - {{ printf "--containerd-config=%s" .Values.containerd.config | quote }}
 - {{ printf "--containerd-dropin-dir=%s" .Values.containerd.dropinDir | quote }}
 - {{ printf "--containerd-socket=%s" .Values.containerd.socket | quote }}
+- {{ printf "--shim-link-dir=%s" .Values.containerd.shimLinkDir | quote }}
 - {{ printf "--restart-command=%s" (toJson .Values.containerd.restart.command) | quote }}
 - {{ printf "--restart-namespaces-of=%v" (ternary .Values.containerd.restart.hostPid 0 .Values.containerd.restart.hostNamespaces) | quote }}
 - {{ printf "--ready-timeout=%v" .Values.containerd.restart.readyTimeoutSeconds | quote }}

@@ -31,6 +31,7 @@ pub struct Node {
     pub image_tag: String,
     scratch: tempfile::TempDir,
     pods: usize,
+    pub link_dir: tempfile::TempDir,
 }
 
 /// The outcome of an agent container.
@@ -53,7 +54,14 @@ impl Node {
     /// A node on `suite`'s containerd; `dropin`: its config imports
     /// `<T>/etc/containerd/conf.d/*.toml` (as containerd 2.x nodes often do).
     pub fn start(suite: &str, dropin: bool) -> Node {
-        let binaries = Binaries::for_suite(suite).unwrap_or_else(|e| panic!("{suite}: {e:#}"));
+        // the node's /usr/local/bin: on containerd's PATH, where the agent links the shim for 1.6
+        let link_dir = tempfile::Builder::new()
+            .prefix("ab-node-bin")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let binaries = Binaries::for_suite(suite)
+            .unwrap_or_else(|e| panic!("{suite}: {e:#}"))
+            .with_shim_dir(link_dir.path());
         let opts = ContainerdOptions {
             node_layout: true,
             ..ContainerdOptions::default().with_binaries(binaries)
@@ -102,6 +110,7 @@ impl Node {
             image_tag: String::new(),
             scratch: tempfile::tempdir().unwrap(),
             pods: 0,
+            link_dir,
         };
         n.use_image("test", &bin_dir());
         n
@@ -110,7 +119,9 @@ impl Node {
     /// Imports the node image built from `bins` as `:tag` and renders with it next.
     pub fn use_image(&mut self, tag: &str, bins: &Path) {
         let img = node_image(tag, bins).expect("node image");
-        self.ctd.import_image(&img, K8S_NAMESPACE).expect("import node image");
+        self.ctd
+            .import_image(&img, K8S_NAMESPACE)
+            .expect("import node image");
         self.image_tag = tag.into();
     }
 
@@ -122,11 +133,12 @@ impl Node {
         format!(
             "image:\n  repository: localhost/agentbox/node-agent\n  tag: {tag}\n  pullPolicy: Never\n\
              paths:\n  installDir: {d}/opt/agentbox\n  configDir: {d}/etc/agentbox\n\
-             containerd:\n  config: {d}/etc/containerd/config.toml\n  dropinDir: {d}/etc/containerd/conf.d\n  socket: {d}/run/containerd/containerd.sock\n  restart:\n    command: [\"{d}/bin/restart-containerd\"]\n    hostNamespaces: true\n    hostPid: {pid}\n    readyTimeoutSeconds: 20\n\
+             containerd:\n  config: {d}/etc/containerd/config.toml\n  dropinDir: {d}/etc/containerd/conf.d\n  socket: {d}/run/containerd/containerd.sock\n  shimLinkDir: {link}\n  restart:\n    command: [\"{d}/bin/restart-containerd\"]\n    hostNamespaces: true\n    hostPid: {pid}\n    readyTimeoutSeconds: 20\n\
              labelNode: false\n\
              handlers:\n  gvisor:\n{gvisor_extra}    policy: |\n{policy}",
             tag = self.image_tag,
             pid = std::process::id(),
+            link = self.link_dir.path().display(),
         )
     }
 
