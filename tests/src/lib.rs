@@ -19,6 +19,7 @@ pub mod containerd;
 pub mod cri;
 pub mod images;
 pub mod kubelet;
+pub mod node;
 pub mod node_image;
 pub mod util;
 

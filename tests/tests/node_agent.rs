@@ -2,7 +2,7 @@
 //! its container exactly as `helm template` renders the chart's DaemonSets
 //! (image, command, args, env, mounts, security context, hostPID), run
 //! through CRI on a private containerd of each version, installing agentbox
-//! into that containerd's node layout (see node_common). Which version
+//! into that containerd's node layout (see `agentbox_e2e::node`). Which version
 //! carries what, to keep `make test` short:
 //!
 //! * 1.6 (config v2, in place): the long path — install, a gVisor pod with
@@ -15,7 +15,6 @@
 //!   containerd runs with the old config.
 
 mod common;
-mod node_common;
 
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
@@ -23,7 +22,7 @@ use std::time::Duration;
 use agentbox_e2e::node_image::{bin_dir, NODE_BINARIES};
 use agentbox_e2e::{skip_unless_root, ContainerSpec, Pod, BUSYBOX_IMAGE};
 use common::*;
-use node_common::*;
+use agentbox_e2e::node::*;
 
 const SHIM: &str = "containerd-shim-agentbox-v1";
 

@@ -6,15 +6,14 @@
 //! run by the agent in the test process's namespaces, as it would enter the
 //! host's PID 1) asks this test to restart *this* private containerd and
 //! waits for the answer. Nothing here touches a system containerd.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use agentbox_e2e::chart::{find, tools};
-use agentbox_e2e::kubelet::{configmaps, Kubelet, TemplatePod};
-use agentbox_e2e::node_image::{bin_dir, node_image};
-use agentbox_e2e::{Binaries, Containerd, ContainerdOptions, Cri, K8S_NAMESPACE};
+use crate::chart::{find, tools};
+use crate::kubelet::{configmaps, Kubelet, TemplatePod};
+use crate::node_image::{bin_dir, node_image};
+use crate::{Binaries, Containerd, ContainerdOptions, Cri, K8S_NAMESPACE};
 use serde_json::Value;
 
 pub const NS: &str = "agentbox-system";
@@ -44,7 +43,7 @@ pub enum Agent {
 pub fn gvisor_policy(dir: &Path, ctd: &Containerd, extra: &str) -> String {
     format!(
         "profile = \"standard\"\n{extra}\n[mounts]\n{}\n[runtime]\nbackend = \"runsc\"\nrunsc = \"/usr/bin/runsc\"\nrunsc_root = \"{}\"\nrunsc_flags = {{ platform = \"ptrace\", network = \"sandbox\" }}\nrunsc_mask_proc_sys_net = true\n[audit]\npath = \"{}\"\n",
-        agentbox_e2e::agentbox::managed_roots(ctd),
+        crate::agentbox::managed_roots(ctd),
         dir.join("ab-runsc").display(),
         dir.join("audit.jsonl").display()
     )
@@ -196,11 +195,11 @@ impl Node {
                 continue;
             }
             if let Ok(st) = self.cri.container_status(&id) {
-                if st.state == agentbox_e2e::cri::v1::ContainerState::ContainerExited as i32 {
+                if st.state == crate::cri::v1::ContainerState::ContainerExited as i32 {
                     return Agent::Exited(st.exit_code);
                 }
                 let probe: Vec<&str> = probe.iter().map(String::as_str).collect();
-                if st.state == agentbox_e2e::cri::v1::ContainerState::ContainerRunning as i32
+                if st.state == crate::cri::v1::ContainerState::ContainerRunning as i32
                     && self
                         .cri
                         .exec_sync(&id, &probe, Duration::from_secs(10))
@@ -240,7 +239,7 @@ impl Node {
         let r = self
             .cri
             .block_on(async move {
-                c.status(agentbox_e2e::cri::v1::StatusRequest { verbose: true })
+                c.status(crate::cri::v1::StatusRequest { verbose: true })
                     .await
             })
             .expect("CRI status")
