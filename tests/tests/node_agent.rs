@@ -19,10 +19,10 @@ mod common;
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
+use agentbox_e2e::node::*;
 use agentbox_e2e::node_image::{bin_dir, NODE_BINARIES};
 use agentbox_e2e::{skip_unless_root, ContainerSpec, Pod, BUSYBOX_IMAGE};
 use common::*;
-use agentbox_e2e::node::*;
 
 const SHIM: &str = "containerd-shim-agentbox-v1";
 

@@ -114,18 +114,31 @@ fn main() {
     let mut samples = vec![];
     for i in 0..3 {
         let pod = cri
-            .run_pod(&format!("idle-{i}"), "bench", &format!("uid-idle-{i}"), "agentbox-gvisor", &[])
+            .run_pod(
+                &format!("idle-{i}"),
+                "bench",
+                &format!("uid-idle-{i}"),
+                "agentbox-gvisor",
+                &[],
+            )
             .unwrap();
         let t0 = Instant::now();
         let pids0 = pod_pids(&pod.id);
         let c0: u64 = pids0.iter().map(|p| cpu_ticks(*p)).sum();
         let id = cri
-            .create_container(&pod, &ContainerSpec::new("idle", BUSYBOX_IMAGE).command(["sleep", "600"]))
+            .create_container(
+                &pod,
+                &ContainerSpec::new("idle", BUSYBOX_IMAGE).command(["sleep", "600"]),
+            )
             .unwrap();
         cri.start(&id).unwrap();
         std::thread::sleep(Duration::from_secs(10).saturating_sub(t0.elapsed()));
         let pids = pod_pids(&pod.id);
-        let cpu: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum::<u64>().saturating_sub(c0);
+        let cpu: u64 = pids
+            .iter()
+            .map(|p| cpu_ticks(*p))
+            .sum::<u64>()
+            .saturating_sub(c0);
         let (rss, pss) = pids
             .iter()
             .map(|p| rollup(*p))
@@ -156,10 +169,19 @@ fn main() {
                     let cri = ctd.cri().map_err(|e| e.to_string())?;
                     let t = Instant::now();
                     let pod = cri
-                        .run_pod(&format!("burst-{i}"), "bench", &format!("uid-burst-{i}"), "agentbox-gvisor", &[])
+                        .run_pod(
+                            &format!("burst-{i}"),
+                            "bench",
+                            &format!("uid-burst-{i}"),
+                            "agentbox-gvisor",
+                            &[],
+                        )
                         .map_err(|e| format!("pod {i}: {e:#}"))?;
                     let id = cri
-                        .create_container(&pod, &ContainerSpec::new("c", BUSYBOX_IMAGE).command(["sleep", "600"]))
+                        .create_container(
+                            &pod,
+                            &ContainerSpec::new("c", BUSYBOX_IMAGE).command(["sleep", "600"]),
+                        )
                         .map_err(|e| format!("create {i}: {e:#}"))?;
                     cri.start(&id).map_err(|e| format!("start {i}: {e:#}"))?;
                     let r = cri
@@ -207,7 +229,10 @@ fn main() {
     }
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     for (pod, cid, _) in &ok {
-        for l in mounts.lines().filter(|l| l.contains(pod.as_str()) || l.contains(cid.as_str())) {
+        for l in mounts
+            .lines()
+            .filter(|l| l.contains(pod.as_str()) || l.contains(cid.as_str()))
+        {
             leaks.push(format!("mount: {l}"));
         }
     }
@@ -216,7 +241,11 @@ fn main() {
     // the agent's own runc pod has no netns file from gVisor; only sandbox pods' are counted
     let runsc_state = n.dir.join("ab-runsc/k8s.io");
     let runsc_left: Vec<String> = std::fs::read_dir(&runsc_state)
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     println!(
         "after removal: {} leaked processes/mounts, {ns_left} network namespace file(s) left (the agent pod's), runsc state entries {:?}",
