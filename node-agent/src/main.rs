@@ -358,7 +358,10 @@ fn main() -> ExitCode {
         .with_ansi(false)
         .init();
     let cli = Cli::parse();
-    info!(version = env!("CARGO_PKG_VERSION"), "agentbox-node starting");
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        "agentbox-node starting"
+    );
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
