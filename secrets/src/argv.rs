@@ -1,0 +1,539 @@
+//! Redacting command lines: the word-level rules (flags, per-program
+//! credential options, positional secrets) on top of the text findings, and
+//! shell scripts given as arguments parsed and redacted recursively.
+
+use crate::generic::placeholder;
+use crate::lex;
+use crate::{Detector, REDACTED};
+
+/// Nested shells (`sh -c "bash -c '…'"`) followed this deep.
+const MAX_DEPTH: usize = 4;
+
+pub(crate) fn redact_argv<S: AsRef<str>>(d: &Detector, argv: &[S]) -> Vec<String> {
+    let args: Vec<&str> = argv.iter().map(AsRef::as_ref).collect();
+    let mut spans: Vec<Vec<(usize, usize)>> = vec![Vec::new(); args.len()];
+    command_spans(d, &args, &mut |k, a, b| spans[k].push((a, b)));
+    for (k, a) in args.iter().enumerate() {
+        text_spans(d, a, 0, &mut spans[k]);
+    }
+    args.iter()
+        .zip(spans)
+        .map(|(a, s)| apply_spans(a, s))
+        .collect()
+}
+
+/// Findings in `s` as text, and, when it looks like a shell script, in its commands.
+fn text_spans(d: &Detector, s: &str, depth: usize, out: &mut Vec<(usize, usize)>) {
+    out.extend(d.find_all(s).iter().map(|f| (f.start, f.end)));
+    if depth >= MAX_DEPTH || !s.bytes().any(|b| b.is_ascii_whitespace()) {
+        return;
+    }
+    for cmd in lex::commands(s) {
+        let words: Vec<&str> = cmd.iter().map(|w| w.text.as_str()).collect();
+        command_spans(d, &words, &mut |k, a, b| {
+            out.extend(cmd[k].source_range(a, b));
+        });
+        for w in &cmd {
+            if w.text.len() < s.len() && w.text.bytes().any(|b| b.is_ascii_whitespace()) {
+                let mut inner = Vec::new();
+                text_spans(d, &w.text, depth + 1, &mut inner);
+                out.extend(inner.into_iter().filter_map(|(a, b)| w.source_range(a, b)));
+            }
+        }
+    }
+}
+
+/// `text` with the byte ranges `spans` (merged) replaced by [`REDACTED`].
+pub(crate) fn apply_spans(text: &str, mut spans: Vec<(usize, usize)>) -> String {
+    if spans.is_empty() {
+        return text.to_string();
+    }
+    for s in spans.iter_mut() {
+        s.1 = s.1.min(text.len());
+        s.0 = s.0.min(s.1);
+        while !text.is_char_boundary(s.0) {
+            s.0 -= 1;
+        }
+        while !text.is_char_boundary(s.1) {
+            s.1 += 1;
+        }
+    }
+    spans.retain(|s| s.0 < s.1);
+    spans.sort_unstable();
+    let mut out = String::with_capacity(text.len());
+    let mut pos = 0;
+    let mut cur: Option<(usize, usize)> = None;
+    for (a, b) in spans {
+        match cur {
+            Some((ca, cb)) if a <= cb => cur = Some((ca, cb.max(b))),
+            _ => {
+                if let Some((ca, cb)) = cur {
+                    out.push_str(&text[pos..ca]);
+                    out.push_str(REDACTED);
+                    pos = cb;
+                }
+                cur = Some((a, b));
+            }
+        }
+    }
+    if let Some((ca, cb)) = cur {
+        out.push_str(&text[pos..ca]);
+        out.push_str(REDACTED);
+        pos = cb;
+    }
+    out.push_str(&text[pos..]);
+    out
+}
+
+/// Which part of a credential option's value is secret.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Whole,
+    /// `user:password` (curl `-u`): after the first `:`, or all of it when
+    /// nothing follows the colon (a token given as the user name).
+    AfterColon,
+    /// `user%password` (smbclient `-U`).
+    AfterPercent,
+    /// `pass:secret` (openssl); `env:`/`file:`/`fd:` sources are kept.
+    AfterPassPrefix,
+    /// `key=value` (kubectl `--from-literal`): after the first `=`.
+    AfterEquals,
+}
+
+/// How a credential option takes its value.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Takes {
+    /// `-pSECRET` only (`mysql -p x` prompts and `x` is the database).
+    Attached,
+    /// `-p SECRET` or `-pSECRET`.
+    Both,
+    /// `-passin SECRET` (a multi-letter single-dash option).
+    Next,
+}
+
+/// A program's credential option.
+struct Opt {
+    progs: &'static [&'static str],
+    /// a word that must appear in the command (`login`, `secret`)
+    needs: Option<&'static str>,
+    flag: &'static str,
+    takes: Takes,
+    part: Part,
+}
+
+const MYSQL: &[&str] = &[
+    "mysql",
+    "mysqldump",
+    "mysqladmin",
+    "mysqlimport",
+    "mysqlcheck",
+    "mysqlshow",
+    "mysqlslap",
+    "mysqlpump",
+    "mysqlbinlog",
+    "mysqlsh",
+    "mariadb",
+    "mariadb-dump",
+    "mariadb-admin",
+    "mariadb-import",
+    "mariadb-check",
+    "mariadb-show",
+    "mariadb-slap",
+    "mariadb-binlog",
+];
+const LOGIN: &[&str] = &[
+    "docker", "podman", "nerdctl", "buildah", "skopeo", "helm", "oras", "regctl", "crane", "finch",
+    "az", "oc", "twine",
+];
+const MONGO: &[&str] = &[
+    "mongo",
+    "mongosh",
+    "mongodump",
+    "mongorestore",
+    "mongoexport",
+    "mongoimport",
+    "mongostat",
+    "mongotop",
+    "mongofiles",
+];
+const LDAP: &[&str] = &[
+    "ldapsearch",
+    "ldapadd",
+    "ldapmodify",
+    "ldapdelete",
+    "ldapwhoami",
+    "ldappasswd",
+    "ldapcompare",
+    "ldapmodrdn",
+    "ldapexop",
+    "ldapurl",
+];
+const CURL: &[&str] = &["curl"];
+const HTTPIE: &[&str] = &["http", "https", "xh", "xhs"];
+const SMB: &[&str] = &["smbclient", "rpcclient", "smbcacls", "smbget", "smbmap"];
+const OPENSSL: &[&str] = &["openssl"];
+const KEYTOOL: &[&str] = &["keytool", "jarsigner"];
+const KUBECTL: &[&str] = &["kubectl", "oc", "k3s"];
+
+const fn o(
+    progs: &'static [&'static str],
+    needs: Option<&'static str>,
+    flag: &'static str,
+    takes: Takes,
+    part: Part,
+) -> Opt {
+    Opt {
+        progs,
+        needs,
+        flag,
+        takes,
+        part,
+    }
+}
+
+/// Credential options of common programs (long `--password`-like options of
+/// any program are found by name; these are the ones a name does not give away).
+const OPTS: &[Opt] = &[
+    o(MYSQL, None, "-p", Takes::Attached, Part::Whole),
+    o(&["sshpass"], None, "-p", Takes::Both, Part::Whole),
+    o(LOGIN, Some("login"), "-p", Takes::Both, Part::Whole),
+    o(&["twine"], None, "-p", Takes::Both, Part::Whole),
+    o(
+        &["redis-cli", "keydb-cli", "valkey-cli"],
+        None,
+        "-a",
+        Takes::Both,
+        Part::Whole,
+    ),
+    o(MONGO, None, "-p", Takes::Both, Part::Whole),
+    o(&["sqlcmd", "bcp"], None, "-P", Takes::Both, Part::Whole),
+    o(
+        &["zip", "unzip", "zipcloak"],
+        None,
+        "-P",
+        Takes::Both,
+        Part::Whole,
+    ),
+    o(
+        &["7z", "7za", "7zr", "7zz"],
+        None,
+        "-p",
+        Takes::Attached,
+        Part::Whole,
+    ),
+    o(LDAP, None, "-w", Takes::Both, Part::Whole),
+    o(SMB, None, "-U", Takes::Both, Part::AfterPercent),
+    o(SMB, None, "--user", Takes::Both, Part::AfterPercent),
+    o(CURL, None, "-u", Takes::Both, Part::AfterColon),
+    o(CURL, None, "-U", Takes::Both, Part::AfterColon),
+    o(CURL, None, "--user", Takes::Both, Part::AfterColon),
+    o(CURL, None, "--proxy-user", Takes::Both, Part::AfterColon),
+    o(HTTPIE, None, "-a", Takes::Both, Part::AfterColon),
+    o(HTTPIE, None, "--auth", Takes::Both, Part::AfterColon),
+    o(OPENSSL, None, "-passin", Takes::Next, Part::AfterPassPrefix),
+    o(
+        OPENSSL,
+        None,
+        "-passout",
+        Takes::Next,
+        Part::AfterPassPrefix,
+    ),
+    o(OPENSSL, None, "-pass", Takes::Next, Part::AfterPassPrefix),
+    o(
+        OPENSSL,
+        None,
+        "-password",
+        Takes::Next,
+        Part::AfterPassPrefix,
+    ),
+    o(OPENSSL, None, "-k", Takes::Next, Part::Whole),
+    o(OPENSSL, None, "-K", Takes::Next, Part::Whole),
+    o(KEYTOOL, None, "-storepass", Takes::Next, Part::Whole),
+    o(KEYTOOL, None, "-keypass", Takes::Next, Part::Whole),
+    o(KEYTOOL, None, "-srcstorepass", Takes::Next, Part::Whole),
+    o(KEYTOOL, None, "-deststorepass", Takes::Next, Part::Whole),
+    o(KEYTOOL, None, "-srckeypass", Takes::Next, Part::Whole),
+    o(KEYTOOL, None, "-destkeypass", Takes::Next, Part::Whole),
+    o(&["ssh-keygen"], None, "-N", Takes::Both, Part::Whole),
+    o(&["ssh-keygen"], None, "-P", Takes::Both, Part::Whole),
+    o(
+        &["useradd", "usermod"],
+        None,
+        "-p",
+        Takes::Both,
+        Part::Whole,
+    ),
+    o(
+        &["mosquitto_pub", "mosquitto_sub", "mosquitto_rr"],
+        None,
+        "-P",
+        Takes::Both,
+        Part::Whole,
+    ),
+    o(&["gh"], Some("secret"), "-b", Takes::Both, Part::Whole),
+    o(&["gh"], Some("secret"), "--body", Takes::Both, Part::Whole),
+    o(
+        KUBECTL,
+        Some("secret"),
+        "--from-literal",
+        Takes::Both,
+        Part::AfterEquals,
+    ),
+];
+
+/// Words that make the next positional a secret when it follows a secret
+/// name (`aws configure set aws_secret_access_key X`, `git config github.token X`).
+const CONFIG_VERBS: &[&str] = &["set", "config", "configure", "config:set"];
+
+/// Commands that wrap another command (their own options skipped).
+fn wrapper(prog: &str) -> Option<&'static [&'static str]> {
+    // options of the wrapper that take a value
+    Some(match prog {
+        "sudo" | "doas" => &["-u", "-g", "-p", "-C", "-D", "-r", "-t", "-U", "-h", "-R"],
+        "env" => &["-u", "-C", "-S", "--unset", "--chdir"],
+        "nice" => &["-n", "--adjustment"],
+        "timeout" => &["-s", "-k", "--signal", "--kill-after"],
+        "nohup" | "exec" | "command" | "builtin" | "time" | "stdbuf" | "setsid" | "chroot"
+        | "unbuffer" | "xargs" | "watch" | "strace" | "ltrace" | "ionice" | "taskset" | "su" => &[],
+        _ => return None,
+    })
+}
+
+fn basename(w: &str) -> &str {
+    w.rsplit('/').next().unwrap_or(w)
+}
+
+fn is_flag(w: &str) -> bool {
+    w.len() > 1 && w.starts_with('-') && !w[1..].bytes().all(|b| b.is_ascii_digit() || b == b'.')
+}
+
+fn is_assignment(w: &str) -> bool {
+    w.split_once('=').is_some_and(|(n, _)| {
+        !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    })
+}
+
+/// The secret part of `v` (a byte range of it), per `part`.
+fn part_of(v: &str, part: Part) -> Option<(usize, usize)> {
+    let r = match part {
+        Part::Whole => (0, v.len()),
+        Part::AfterColon => match v.find(':') {
+            Some(i) if i + 1 < v.len() => (i + 1, v.len()),
+            Some(i) => (0, i),
+            None => return None,
+        },
+        Part::AfterPercent => {
+            let i = v.find('%')?;
+            (i + 1, v.len())
+        }
+        Part::AfterPassPrefix => {
+            let rest = v.strip_prefix("pass:")?;
+            (v.len() - rest.len(), v.len())
+        }
+        Part::AfterEquals => {
+            let i = v.find('=')?;
+            (i + 1, v.len())
+        }
+    };
+    (r.0 < r.1 && !placeholder(&v[r.0..r.1])).then_some(r)
+}
+
+/// Is `value` of the flag (or key) `name` a secret?
+fn flag_secret(d: &Detector, name: &str, value: &str) -> bool {
+    if placeholder(value) {
+        return false;
+    }
+    (d.name_rule(name).is_some() && d.names.flag_takes_value(name))
+        || d.pair_rule(name, value, false).is_some()
+}
+
+/// Word-level rules on one simple command; `emit(word, start, end)` marks a
+/// byte range of a word as secret.
+fn command_spans(d: &Detector, words: &[&str], emit: &mut dyn FnMut(usize, usize, usize)) {
+    let n = words.len();
+    let mut i = 0;
+    // leading assignments and wrappers (`sudo -u x env A=1 nice -n 5 cmd`)
+    while i < n {
+        if is_assignment(words[i]) {
+            i += 1;
+            continue;
+        }
+        let p = basename(words[i]);
+        let Some(valued) = wrapper(p) else { break };
+        i += 1;
+        while i < n && (is_flag(words[i]) || (p == "env" && is_assignment(words[i]))) {
+            let f = words[i];
+            i += 1;
+            if valued.contains(&f) {
+                i += 1;
+            }
+        }
+        if p == "timeout" {
+            i += 1; // the duration
+        }
+    }
+    if i >= n {
+        return;
+    }
+    let prog = basename(words[i]);
+    let has = |w: &str| words[i + 1..].contains(&w);
+    let opts: Vec<&Opt> = OPTS
+        .iter()
+        .filter(|o| o.progs.contains(&prog) && o.needs.map_or(true, has))
+        .collect();
+    let mut j = i + 1;
+    while j < n {
+        let w = words[j];
+        let next = words.get(j + 1).copied().filter(|x| !is_flag(x));
+        // a program's credential option
+        if let Some((o, attached)) = opts.iter().find_map(|o| match_opt(o, w)) {
+            match attached {
+                Some(off) => {
+                    if let Some((a, b)) = part_of(&w[off..], o.part) {
+                        emit(j, off + a, off + b);
+                    }
+                }
+                None => {
+                    if let Some(v) = next {
+                        if let Some((a, b)) = part_of(v, o.part) {
+                            emit(j + 1, a, b);
+                        }
+                        j += 1;
+                    }
+                }
+            }
+        } else if let Some(flag) = w
+            .strip_prefix("--")
+            .or_else(|| w.strip_prefix('-').filter(|f| f.len() > 1))
+        {
+            // `--name value`, `--name=value`, Go-style `-name value`
+            let long = w.starts_with("--");
+            match flag.split_once('=') {
+                Some((name, v)) => {
+                    if (long || d.name_rule(name).is_some()) && flag_secret(d, name, v) {
+                        emit(j, w.len() - v.len(), w.len());
+                    }
+                }
+                None => {
+                    if let Some(v) = next {
+                        let secret_name = d.name_rule(flag).is_some();
+                        if (long || secret_name)
+                            && d.names.flag_takes_value(flag)
+                            && flag_secret(d, flag, v)
+                        {
+                            emit(j + 1, 0, v.len());
+                            j += 1;
+                        }
+                    }
+                }
+            }
+        } else if !is_flag(w) {
+            // `… set <secret name> <value>`
+            if let Some(v) = next {
+                if d.name_rule(w).is_some()
+                    && !w.contains('=')
+                    && words[i + 1..j].iter().any(|x| CONFIG_VERBS.contains(x))
+                    && !placeholder(v)
+                {
+                    emit(j + 1, 0, v.len());
+                    j += 1;
+                }
+            }
+            positional(prog, words, i, j, emit);
+        }
+        j += 1;
+    }
+    // htpasswd -b FILE USER PASSWORD (batch mode takes the password last)
+    if prog == "htpasswd"
+        && words[i + 1..]
+            .iter()
+            .any(|w| w.starts_with('-') && !w.starts_with("--") && w.contains('b'))
+        && n > i + 3
+    {
+        emit(n - 1, 0, words[n - 1].len());
+    }
+}
+
+/// Does word `w` give option `o`? `Some(None)`: the value is the next word;
+/// `Some(Some(off))`: the value is attached at byte `off`.
+fn match_opt<'o>(o: &'o Opt, w: &str) -> Option<(&'o Opt, Option<usize>)> {
+    if w == o.flag {
+        return (o.takes != Takes::Attached).then_some((o, None));
+    }
+    if o.flag.starts_with("--") {
+        return w
+            .strip_prefix(o.flag)?
+            .strip_prefix('=')
+            .map(|_| (o, Some(o.flag.len() + 1)));
+    }
+    if o.takes == Takes::Next {
+        return w
+            .strip_prefix(o.flag)?
+            .strip_prefix('=')
+            .map(|_| (o, Some(o.flag.len() + 1)));
+    }
+    // attached short option: `-pSECRET`
+    (w.len() > o.flag.len() && w.starts_with(o.flag)).then_some((o, Some(o.flag.len())))
+}
+
+/// Positional secrets: `vault login TOKEN`, `sqlplus user/password@db`,
+/// `vault kv put path key=value`.
+fn positional(
+    prog: &str,
+    words: &[&str],
+    i: usize,
+    j: usize,
+    emit: &mut dyn FnMut(usize, usize, usize),
+) {
+    let w = words[j];
+    let before = &words[i + 1..j];
+    match prog {
+        "vault" if before.last() == Some(&"login") && !w.contains('=') => emit(j, 0, w.len()),
+        "vault"
+            if before.contains(&"kv") && (before.contains(&"put") || before.contains(&"patch")) =>
+        {
+            if let Some(eq) = w.find('=') {
+                if !placeholder(&w[eq + 1..]) && eq + 1 < w.len() {
+                    emit(j, eq + 1, w.len());
+                }
+            }
+        }
+        "sqlplus" | "sqlldr" | "expdp" | "impdp" | "rman"
+            if before.iter().all(|x| x.starts_with('-')) =>
+        {
+            if let Some(slash) = w.find('/') {
+                let end = w[slash..].find('@').map_or(w.len(), |k| slash + k);
+                if end > slash + 1 {
+                    emit(j, slash + 1, end);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_merge_and_replace() {
+        assert_eq!(apply_spans("abcdef", vec![(1, 3), (2, 4)]), "a[redacted]ef");
+        assert_eq!(
+            apply_spans("abcdef", vec![(4, 6), (0, 1)]),
+            "[redacted]bcd[redacted]"
+        );
+        assert_eq!(apply_spans("abc", vec![]), "abc");
+        assert_eq!(apply_spans("aé", vec![(2, 3)]), "a[redacted]");
+    }
+
+    #[test]
+    fn parts() {
+        assert_eq!(part_of("user:pw", Part::AfterColon), Some((5, 7)));
+        assert_eq!(part_of("tok:", Part::AfterColon), Some((0, 3)));
+        assert_eq!(part_of("user", Part::AfterColon), None);
+        assert_eq!(part_of("pass:x1", Part::AfterPassPrefix), Some((5, 7)));
+        assert_eq!(part_of("env:VAR", Part::AfterPassPrefix), None);
+        assert_eq!(part_of("dom\\u%pw", Part::AfterPercent), Some((6, 8)));
+    }
+}
