@@ -9,11 +9,8 @@ pub const MIN_LEN: usize = 16;
 pub const MIN_HEX_LEN: usize = 20;
 /// Required entropy, as a fraction of the most a string of its length and
 /// alphabet can have (`log2(min(len, alphabet size))`).
-pub const ENTROPY_FRACTION: f64 = 0.75;
-pub const HEX_ENTROPY_FRACTION: f64 = 0.65;
-/// A random token has long runs of letters and digits; prose-like values
-/// (`my-release-name-2024`) do not.
-pub const MIN_ALNUM_RUN: usize = 10;
+pub const ENTROPY_FRACTION: f64 = 0.70;
+pub const HEX_ENTROPY_FRACTION: f64 = 0.62;
 
 /// Shannon entropy in bits per byte.
 pub fn shannon(v: &[u8]) -> f64 {
@@ -84,13 +81,33 @@ fn is_number_or_version(b: &[u8]) -> bool {
             .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'+' | b'-' | b':'))
 }
 
+/// A file path: an absolute, relative or home path that reads like one (mostly
+/// lower case, or ending in a file extension); a base64 token may start with `/`.
+fn is_path(b: &[u8]) -> bool {
+    if !(b.starts_with(b"/")
+        || b.starts_with(b"./")
+        || b.starts_with(b"../")
+        || b.starts_with(b"~/"))
+    {
+        return false;
+    }
+    let letters = b.iter().filter(|c| c.is_ascii_alphabetic()).count();
+    let upper = b.iter().filter(|c| c.is_ascii_uppercase()).count();
+    let ext = b.iter().rposition(|&c| c == b'.').is_some_and(|i| {
+        (2..=6).contains(&(b.len() - i))
+            && b[i + 1..]
+                .iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    });
+    upper * 4 <= letters || ext
+}
+
 /// Values programs need that are never secrets by themselves: paths, URLs
 /// without credentials (the URL rule looks at those with), UUIDs, numbers and
 /// versions, booleans, e-mail addresses and host names.
 pub fn ordinary_value(v: &str) -> bool {
     let b = v.as_bytes();
-    if b.starts_with(b"/") || b.starts_with(b"./") || b.starts_with(b"../") || b.starts_with(b"~/")
-    {
+    if is_path(b) {
         return true;
     }
     if let Some(i) = v.find("://") {
@@ -118,6 +135,19 @@ pub fn ordinary_value(v: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || matches!(c, b'.' | b'-' | b'@'))
 }
 
+/// A single lower-case, upper-case or capitalised word, or a number.
+pub fn plain_word(v: &str) -> bool {
+    !v.is_empty() && plain_part(v.as_bytes())
+}
+
+/// A lower-case word, an upper-case word, a capitalised word or a number.
+fn plain_part(p: &[u8]) -> bool {
+    p.iter().all(u8::is_ascii_lowercase)
+        || p.iter().all(u8::is_ascii_uppercase)
+        || p.iter().all(u8::is_ascii_digit)
+        || (p[0].is_ascii_uppercase() && p[1..].iter().all(u8::is_ascii_lowercase))
+}
+
 /// Does `v` look like a random token (and not like anything ordinary)?
 pub fn looks_random(v: &str) -> bool {
     let b = v.as_bytes();
@@ -128,12 +158,10 @@ pub fn looks_random(v: &str) -> bool {
     {
         return false;
     }
-    let longest_run = b
-        .split(|c| !c.is_ascii_alphanumeric())
-        .map(<[u8]>::len)
-        .max()
-        .unwrap_or(0);
-    if longest_run < MIN_ALNUM_RUN.min(b.len()) {
+    // words and numbers joined by separators (`my-release-name-2024`,
+    // `Build_Cache_v2`) are identifiers, not tokens: a token has a part that
+    // mixes cases or letters and digits
+    if b.split(|c| !c.is_ascii_alphanumeric()).all(plain_part) {
         return false;
     }
     let h = shannon(b);

@@ -119,7 +119,7 @@ impl Detector {
             let colon_style;
             let mut vstart = i + 1;
             if op == b'=' {
-                if next == Some(b'=') || matches!(prev, Some(b'=' | b'!' | b'<' | b'>' | b':')) {
+                if matches!(prev, Some(b'=' | b'!' | b'<' | b'>' | b':')) {
                     continue;
                 }
                 if next == Some(b'>') {
@@ -148,7 +148,15 @@ impl Detector {
                 continue;
             };
             let value = &text[a..b];
-            if let Some(id) = self.pair_rule(name, value, true) {
+            // `word: plain words` is prose as often as YAML ("secrets: rules
+            // as data"): an unquoted key before a colon counts by its name only
+            // when it reads like an HTTP header or the value is not a plain word
+            let quoted_key = matches!(prev, Some(b'"' | b'\''));
+            let by_name = !colon_style
+                || quoted_key
+                || header_like(name)
+                || !generic::plain_word(trim_value(value));
+            if let Some(id) = self.pair_rule(name, value, by_name) {
                 sink(
                     Finding {
                         rule: id,
@@ -204,6 +212,14 @@ impl Detector {
         }
         None
     }
+}
+
+/// `X-Api-Key`, `Private-Token`: capitalised parts joined by `-`.
+fn header_like(name: &str) -> bool {
+    name.contains('-')
+        && name
+            .split('-')
+            .all(|p| p.as_bytes().first().is_some_and(u8::is_ascii_uppercase))
 }
 
 pub(crate) fn contains_ci(hay: &str, lower_needle: &str) -> bool {
@@ -266,7 +282,7 @@ fn value_after(t: &[u8], mut i: usize, colon_style: bool) -> Option<(usize, usiz
         let stop = c.is_ascii_whitespace()
             || matches!(
                 c,
-                b';' | b'&' | b'|' | b'<' | b'>' | b'(' | b')' | b'`' | b'"' | b'\''
+                b';' | b'&' | b'<' | b'>' | b'(' | b')' | b'`' | b'"' | b'\''
             )
             || (colon_style && matches!(c, b',' | b'}' | b']'));
         if stop {
