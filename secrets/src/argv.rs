@@ -4,6 +4,7 @@
 
 use crate::generic::placeholder;
 use crate::lex;
+use crate::spec::Structural;
 use crate::{Detector, REDACTED};
 
 /// Nested shells (`sh -c "bash -c '…'"`) followed this deep.
@@ -12,7 +13,7 @@ const MAX_DEPTH: usize = 4;
 pub(crate) fn redact_argv<S: AsRef<str>>(d: &Detector, argv: &[S]) -> Vec<String> {
     let args: Vec<&str> = argv.iter().map(AsRef::as_ref).collect();
     let mut spans: Vec<Vec<(usize, usize)>> = vec![Vec::new(); args.len()];
-    command_spans(d, &args, &mut |k, a, b| spans[k].push((a, b)));
+    command_spans(d, &args, &mut |k, a, b, _| spans[k].push((a, b)));
     for (k, a) in args.iter().enumerate() {
         text_spans(d, a, 0, &mut spans[k]);
     }
@@ -30,7 +31,7 @@ fn text_spans(d: &Detector, s: &str, depth: usize, out: &mut Vec<(usize, usize)>
     }
     for cmd in lex::commands(s) {
         let words: Vec<&str> = cmd.iter().map(|w| w.text.as_str()).collect();
-        command_spans(d, &words, &mut |k, a, b| {
+        command_spans(d, &words, &mut |k, a, b, _| {
             out.extend(cmd[k].source_range(a, b));
         });
         for w in &cmd {
@@ -41,6 +42,36 @@ fn text_spans(d: &Detector, s: &str, depth: usize, out: &mut Vec<(usize, usize)>
             }
         }
     }
+}
+
+/// The rule a command line held in a value breaks (`--api-key X`,
+/// `mysql -pX`): the value is read as a shell line, and, since it may hold
+/// only options, also as the options of some program.
+pub(crate) fn command_line_rule<'d>(d: &'d Detector, value: &str, depth: usize) -> Option<&'d str> {
+    if depth >= MAX_DEPTH || !value.bytes().any(|b| b.is_ascii_whitespace()) {
+        return None;
+    }
+    let mut found = None;
+    for cmd in lex::commands(value) {
+        let words: Vec<&str> = cmd.iter().map(|w| w.text.as_str()).collect();
+        let mut with_prog = vec!["_"];
+        with_prog.extend(&words);
+        for ws in [&words, &with_prog] {
+            command_spans(d, ws, &mut |_, _, _, id| {
+                found.get_or_insert(id);
+            });
+        }
+        // a quoted script inside (`bash -c "…"`, a JSON string)
+        for w in &cmd {
+            if found.is_none() && w.text.len() < value.len() {
+                found = command_line_rule(d, &w.text, depth + 1);
+            }
+        }
+        if found.is_some() {
+            break;
+        }
+    }
+    found
 }
 
 /// `text` with the byte ranges `spans` (merged) replaced by [`REDACTED`].
@@ -338,18 +369,28 @@ fn part_of(v: &str, part: Part) -> Option<(usize, usize)> {
     (r.0 < r.1 && !placeholder(&v[r.0..r.1])).then_some(r)
 }
 
-/// Is `value` of the flag (or key) `name` a secret?
-fn flag_secret(d: &Detector, name: &str, value: &str) -> bool {
+/// The rule that makes `value` of the flag (or key) `name` a secret.
+fn flag_secret<'d>(d: &'d Detector, name: &str, value: &str) -> Option<&'d str> {
     if placeholder(value) {
-        return false;
+        return None;
     }
-    (d.name_rule(name).is_some() && d.names.flag_takes_value(name))
-        || d.pair_rule(name, value, false).is_some()
+    if d.names.flag_takes_value(name) {
+        if let Some(r) = d.name_rule(name) {
+            return Some(r);
+        }
+    }
+    d.pair_rule(name, value, false)
 }
 
-/// Word-level rules on one simple command; `emit(word, start, end)` marks a
-/// byte range of a word as secret.
-fn command_spans(d: &Detector, words: &[&str], emit: &mut dyn FnMut(usize, usize, usize)) {
+/// Marks bytes `start..end` of word `word` as secret under rule `rule`.
+pub(crate) type Emit<'a, 'd> = dyn FnMut(usize, usize, usize, &'d str) + 'a;
+
+/// Word-level rules on one simple command; `emit(word, start, end, rule)`
+/// marks a byte range of a word as secret.
+pub(crate) fn command_spans<'d>(d: &'d Detector, words: &[&str], emit: &mut Emit<'_, 'd>) {
+    let cl = d
+        .structural_id(Structural::CommandLine)
+        .unwrap_or("command-line-credential");
     let n = words.len();
     let mut i = 0;
     // leading assignments and wrappers (`sudo -u x env A=1 nice -n 5 cmd`)
@@ -390,13 +431,13 @@ fn command_spans(d: &Detector, words: &[&str], emit: &mut dyn FnMut(usize, usize
             match attached {
                 Some(off) => {
                     if let Some((a, b)) = part_of(&w[off..], o.part) {
-                        emit(j, off + a, off + b);
+                        emit(j, off + a, off + b, cl);
                     }
                 }
                 None => {
                     if let Some(v) = next {
                         if let Some((a, b)) = part_of(v, o.part) {
-                            emit(j + 1, a, b);
+                            emit(j + 1, a, b, cl);
                         }
                         j += 1;
                     }
@@ -410,36 +451,36 @@ fn command_spans(d: &Detector, words: &[&str], emit: &mut dyn FnMut(usize, usize
             let long = w.starts_with("--");
             match flag.split_once('=') {
                 Some((name, v)) => {
-                    if (long || d.name_rule(name).is_some()) && flag_secret(d, name, v) {
-                        emit(j, w.len() - v.len(), w.len());
+                    if long || d.name_rule(name).is_some() {
+                        if let Some(id) = flag_secret(d, name, v) {
+                            emit(j, w.len() - v.len(), w.len(), id);
+                        }
                     }
                 }
                 None => {
                     if let Some(v) = next {
                         let secret_name = d.name_rule(flag).is_some();
-                        if (long || secret_name)
-                            && d.names.flag_takes_value(flag)
-                            && flag_secret(d, flag, v)
-                        {
-                            emit(j + 1, 0, v.len());
-                            j += 1;
+                        if (long || secret_name) && d.names.flag_takes_value(flag) {
+                            if let Some(id) = flag_secret(d, flag, v) {
+                                emit(j + 1, 0, v.len(), id);
+                                j += 1;
+                            }
                         }
                     }
                 }
             }
         } else if !is_flag(w) {
             // `… set <secret name> <value>`
-            if let Some(v) = next {
-                if d.name_rule(w).is_some()
-                    && !w.contains('=')
+            if let (Some(v), Some(id)) = (next, d.name_rule(w)) {
+                if !w.contains('=')
                     && words[i + 1..j].iter().any(|x| CONFIG_VERBS.contains(x))
                     && !placeholder(v)
                 {
-                    emit(j + 1, 0, v.len());
+                    emit(j + 1, 0, v.len(), id);
                     j += 1;
                 }
             }
-            positional(prog, words, i, j, emit);
+            positional(prog, words, i, j, &mut |k, a, b| emit(k, a, b, cl));
         }
         j += 1;
     }
@@ -450,7 +491,7 @@ fn command_spans(d: &Detector, words: &[&str], emit: &mut dyn FnMut(usize, usize
             .any(|w| w.starts_with('-') && !w.starts_with("--") && w.contains('b'))
         && n > i + 3
     {
-        emit(n - 1, 0, words[n - 1].len());
+        emit(n - 1, 0, words[n - 1].len(), cl);
     }
 }
 

@@ -131,7 +131,7 @@ pub struct Detector {
     pattern_rules: Vec<u32>,
     /// `-----begin`, `://`, `authorization`, `cookie` (ASCII case-insensitive)
     structural_ac: AhoCorasick,
-    structural_ids: [Option<u32>; 4],
+    structural_ids: [Option<u32>; 5],
     names: Names,
 }
 
@@ -141,6 +141,7 @@ fn structural_index(s: Structural) -> usize {
         Structural::UrlCredentials => 1,
         Structural::HttpAuthorization => 2,
         Structural::GenericSecret => 3,
+        Structural::CommandLine => 4,
     }
 }
 
@@ -183,7 +184,7 @@ impl Detector {
         let mut anchor_targets: Vec<Vec<(u32, u32)>> = Vec::new();
         let mut keyword_rules = Vec::new();
         let mut pattern_rules = Vec::new();
-        let mut structural_ids = [None; 4];
+        let mut structural_ids = [None; 5];
         for (ri, r) in rules.iter().enumerate() {
             let ri32 = ri as u32;
             if !r.keywords.is_empty() {
@@ -300,18 +301,26 @@ impl Detector {
     }
 
     /// A secret in the value of variable `name` (the name rules are not
-    /// applied here; see [`Detector::name_rule`]): anything [`Detector::find`]
-    /// finds in the value, a keyword rule for the name, or the generic rule.
+    /// applied here; see [`Detector::name_rule`]): a keyword rule for the
+    /// name, anything [`Detector::find`] finds in the value, a credential in
+    /// a command line it holds (`--api-key X`, `mysql -pX`), or the generic rule.
     pub fn env_value<'d>(&'d self, name: &str, value: &str) -> Option<Finding<'d>> {
-        if let Some(f) = self.find(value) {
-            return Some(f);
-        }
-        self.pair_rule(name, value, false).map(|rule| Finding {
+        let whole = |rule| Finding {
             rule,
             start: 0,
             end: value.len(),
             verified: false,
-        })
+        };
+        // a service's format under its name is the most precise answer
+        if let Some(rule) = self.keyword_rule(name, value) {
+            return Some(whole(rule));
+        }
+        if let Some(f) = self.find(value) {
+            return Some(f);
+        }
+        argv::command_line_rule(self, value, 0)
+            .or_else(|| self.generic_rule(name, value))
+            .map(whole)
     }
 
     /// `text` with every finding replaced by [`REDACTED`].

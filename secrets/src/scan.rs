@@ -179,35 +179,47 @@ impl Detector {
         value: &str,
         by_name: bool,
     ) -> Option<&'d str> {
-        let v = trim_value(value);
-        if generic::placeholder(v) {
-            return None;
-        }
-        if by_name {
+        if by_name && !generic::placeholder(trim_value(value)) {
             if let Some(r) = self.names.secret_rule(name) {
                 return Some(&r.id);
             }
         }
-        let not_secret = self.names.not_secret(name);
-        if !not_secret {
-            for &r in &self.keyword_rules {
-                let rule = &self.rules[r as usize];
-                if !rule.keywords.iter().any(|k| contains_ci(name, k)) {
-                    continue;
-                }
-                let hit = match &rule.matcher {
-                    Matcher::Shapes(shapes) => shapes.iter().any(|s| s.full_match(v.as_bytes())),
-                    Matcher::Pattern(re) => re
-                        .find(v.as_bytes())
-                        .is_some_and(|m| m.start() == 0 && m.end() == v.len()),
-                    Matcher::Structural(_) => false,
-                };
-                if hit && rule_accepts(rule, v.as_bytes()) {
-                    return Some(&rule.id);
-                }
+        self.keyword_rule(name, value)
+            .or_else(|| self.generic_rule(name, value))
+    }
+
+    /// A keyword rule: `name` mentions the service and the whole value has its shape.
+    pub(crate) fn keyword_rule<'d>(&'d self, name: &str, value: &str) -> Option<&'d str> {
+        let v = trim_value(value);
+        if generic::placeholder(v) || self.names.not_secret(name) {
+            return None;
+        }
+        for &r in &self.keyword_rules {
+            let rule = &self.rules[r as usize];
+            if !rule.keywords.iter().any(|k| contains_ci(name, k)) {
+                continue;
+            }
+            let hit = match &rule.matcher {
+                Matcher::Shapes(shapes) => shapes.iter().any(|s| s.full_match(v.as_bytes())),
+                Matcher::Pattern(re) => re
+                    .find(v.as_bytes())
+                    .is_some_and(|m| m.start() == 0 && m.end() == v.len()),
+                Matcher::Structural(_) => false,
+            };
+            if hit && rule_accepts(rule, v.as_bytes()) {
+                return Some(&rule.id);
             }
         }
-        if !not_secret && self.names.credential_word(name) && generic::looks_random(v) {
+        None
+    }
+
+    /// The generic rule: a random-looking value under a credential word.
+    pub(crate) fn generic_rule<'d>(&'d self, name: &str, value: &str) -> Option<&'d str> {
+        let v = trim_value(value);
+        if generic::placeholder(v) || self.names.not_secret(name) {
+            return None;
+        }
+        if self.names.credential_word(name) && generic::looks_random(v) {
             return self.structural_id(Structural::GenericSecret);
         }
         None

@@ -104,7 +104,7 @@ pub struct RuleSpec {
     /// A checksum the format carries (`crc32-base62`).
     pub checksum: Option<String>,
     /// Built-in only: a detector implemented in code (`private-key`,
-    /// `url-credentials`, `http-authorization`, `generic-secret`).
+    /// `url-credentials`, `http-authorization`, `generic-secret`, `command-line`).
     pub structural: Option<String>,
 }
 
@@ -115,6 +115,7 @@ pub(crate) enum Structural {
     UrlCredentials,
     HttpAuthorization,
     GenericSecret,
+    CommandLine,
 }
 
 #[derive(Debug)]
@@ -257,6 +258,7 @@ impl RuleSpec {
                 "url-credentials" => Structural::UrlCredentials,
                 "http-authorization" => Structural::HttpAuthorization,
                 "generic-secret" => Structural::GenericSecret,
+                "command-line" => Structural::CommandLine,
                 other => return Err(err(format!("unknown structural detector {other:?}"))),
             })
         } else if let Some(p) = &self.pattern {

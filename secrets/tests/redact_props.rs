@@ -9,16 +9,45 @@ use agentbox_secrets::redact_argv;
 use proptest::prelude::*;
 
 const NAMES: &[&str] = &[
-    "DB_PASSWORD", "API_TOKEN", "GITHUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "client_secret",
-    "PGPASSWORD", "npm_config__auth", "SLACK_BOT_TOKEN", "STRIPE_API_KEY", "MYSQL_PWD",
-    "vault.token", "privateKey",
+    "DB_PASSWORD",
+    "API_TOKEN",
+    "GITHUB_TOKEN",
+    "AWS_SECRET_ACCESS_KEY",
+    "client_secret",
+    "PGPASSWORD",
+    "npm_config__auth",
+    "SLACK_BOT_TOKEN",
+    "STRIPE_API_KEY",
+    "MYSQL_PWD",
+    "vault.token",
+    "privateKey",
 ];
 const FLAGS: &[&str] = &[
-    "password", "token", "api-key", "client-secret", "secret", "auth-token", "access-token",
-    "passphrase", "db-password", "private-key", "apikey", "bearer",
+    "password",
+    "token",
+    "api-key",
+    "client-secret",
+    "secret",
+    "auth-token",
+    "access-token",
+    "passphrase",
+    "db-password",
+    "private-key",
+    "apikey",
+    "bearer",
 ];
-const PROGS: &[&str] = &["tool", "deploy.sh", "./bin/app", "/usr/local/bin/cli", "python3"];
-const URLS: &[&str] = &["https://api.example/v1", "http://10.0.0.5:8080/x", "https://git.example/org/repo.git"];
+const PROGS: &[&str] = &[
+    "tool",
+    "deploy.sh",
+    "./bin/app",
+    "/usr/local/bin/cli",
+    "python3",
+];
+const URLS: &[&str] = &[
+    "https://api.example/v1",
+    "http://10.0.0.5:8080/x",
+    "https://git.example/org/repo.git",
+];
 
 /// A secret-looking value: never a placeholder, never a flag, no shell or URL
 /// specials (a template quotes it where a shell would need it).
@@ -28,14 +57,16 @@ fn value() -> impl Strategy<Value = String> {
 
 /// A token in a known format, built from random pieces.
 fn token() -> impl Strategy<Value = String> {
-    (0usize..6, "[A-Za-z0-9]{40}", "[0-9]{13}", "[A-Z0-9]{16}").prop_map(|(k, an, dg, up)| match k {
-        0 => format!("ghp_{}", &an[..36]),
-        1 => format!("glpat-{}", &an[..20]),
-        2 => format!("xoxb-{dg}-{dg}-{}", &an[..24]),
-        3 => format!("AKIA{up}"),
-        4 => format!("sk-ant-api03-{an}{an}"),
-        _ => format!("hf_{}", &an[..34]),
-    })
+    (0usize..6, "[A-Za-z0-9]{40}", "[0-9]{13}", "[A-Z0-9]{16}").prop_map(
+        |(k, an, dg, up)| match k {
+            0 => format!("ghp_{}", &an[..36]),
+            1 => format!("glpat-{}", &an[..20]),
+            2 => format!("xoxb-{dg}-{dg}-{}", &an[..24]),
+            3 => format!("AKIA{up}"),
+            4 => format!("sk-ant-api03-{an}{an}"),
+            _ => format!("hf_{}", &an[..34]),
+        },
+    )
 }
 
 fn pick<T: Clone + std::fmt::Debug + 'static>(xs: &'static [T]) -> impl Strategy<Value = T> {
@@ -51,32 +82,108 @@ fn plant(kind: usize, v: &str, name: &str, flag: &str, prog: &str, url: &str) ->
     match kind {
         0 => vec![s("sh"), s("-c"), format!("export {name}={v} && ./run")],
         1 => vec![s("sh"), s("-c"), format!("{name}='{v}' ./run --x")],
-        2 => vec![s("bash"), s("-lc"), format!("cd /app; {name}=\"{v}\" make deploy")],
+        2 => vec![
+            s("bash"),
+            s("-lc"),
+            format!("cd /app; {name}=\"{v}\" make deploy"),
+        ],
         3 => vec![s(prog), format!("--{flag}"), s(v)],
         4 => vec![s(prog), format!("--{flag}={v}")],
         5 => vec![s(prog), s("-password"), s(v), s("-v")],
         6 => vec![s("mysql"), s("-u"), s("root"), format!("-p{v}"), s("db")],
-        7 => vec![s("sh"), s("-c"), format!("mysqldump -uroot -p{v} app > dump.sql")],
-        8 => vec![s("curl"), s("-H"), format!("Authorization: Bearer {v}"), s(url)],
-        9 => vec![s("sh"), s("-c"), format!("curl -sf -H 'Authorization: token {v}' {url}")],
+        7 => vec![
+            s("sh"),
+            s("-c"),
+            format!("mysqldump -uroot -p{v} app > dump.sql"),
+        ],
+        8 => vec![
+            s("curl"),
+            s("-H"),
+            format!("Authorization: Bearer {v}"),
+            s(url),
+        ],
+        9 => vec![
+            s("sh"),
+            s("-c"),
+            format!("curl -sf -H 'Authorization: token {v}' {url}"),
+        ],
         10 => vec![s("curl"), s("-u"), format!("user:{v}"), s(url)],
         11 => vec![s("curl"), format!("-uuser:{v}"), s(url)],
-        12 => vec![s("git"), s("clone"), format!("https://user:{v}@git.example/x.git")],
-        13 => vec![s("sh"), s("-c"), format!("pg_dump postgres://app:{v}@db:5432/app > d.sql")],
-        14 => vec![s("docker"), s("login"), s("-u"), s("me"), s("-p"), s(v), s("registry.example")],
+        12 => vec![
+            s("git"),
+            s("clone"),
+            format!("https://user:{v}@git.example/x.git"),
+        ],
+        13 => vec![
+            s("sh"),
+            s("-c"),
+            format!("pg_dump postgres://app:{v}@db:5432/app > d.sql"),
+        ],
+        14 => vec![
+            s("docker"),
+            s("login"),
+            s("-u"),
+            s("me"),
+            s("-p"),
+            s(v),
+            s("registry.example"),
+        ],
         15 => vec![s("sshpass"), s("-p"), s(v), s("ssh"), s("host")],
         16 => vec![s("redis-cli"), s("-a"), s(v), s("ping")],
         17 => vec![s("env"), format!("{name}={v}"), s("cmd")],
-        18 => vec![s("kubectl"), s("create"), s("secret"), s("generic"), s("x"), format!("--from-literal=k={v}")],
-        19 => vec![s("openssl"), s("enc"), s("-aes-256-cbc"), s("-pass"), format!("pass:{v}")],
-        20 => vec![s("curl"), s("-d"), format!("{{\"password\": \"{v}\", \"user\": \"me\"}}"), s(url)],
+        18 => vec![
+            s("kubectl"),
+            s("create"),
+            s("secret"),
+            s("generic"),
+            s("x"),
+            format!("--from-literal=k={v}"),
+        ],
+        19 => vec![
+            s("openssl"),
+            s("enc"),
+            s("-aes-256-cbc"),
+            s("-pass"),
+            format!("pass:{v}"),
+        ],
+        20 => vec![
+            s("curl"),
+            s("-d"),
+            format!("{{\"password\": \"{v}\", \"user\": \"me\"}}"),
+            s(url),
+        ],
         21 => vec![s("curl"), format!("{url}?access_token={v}&page=2")],
-        22 => vec![s("sh"), s("-c"), format!("bash -c \"export {name}={v}; ./x\"")],
-        23 => vec![s("aws"), s("configure"), s("set"), s("aws_secret_access_key"), s(v)],
-        24 => vec![s("java"), format!("-Djavax.net.ssl.keyStorePassword={v}"), s("-jar"), s("x.jar")],
+        22 => vec![
+            s("sh"),
+            s("-c"),
+            format!("bash -c \"export {name}={v}; ./x\""),
+        ],
+        23 => vec![
+            s("aws"),
+            s("configure"),
+            s("set"),
+            s("aws_secret_access_key"),
+            s(v),
+        ],
+        24 => vec![
+            s("java"),
+            format!("-Djavax.net.ssl.keyStorePassword={v}"),
+            s("-jar"),
+            s("x.jar"),
+        ],
         25 => vec![s("curl"), s("-H"), format!("X-Api-Key: {v}"), s(url)],
-        26 => vec![s("sh"), s("-c"), format!("echo start\n{prog} --{flag} {v}\necho done")],
-        _ => vec![s("docker"), s("run"), s("-e"), format!("{name}={v}"), s("image")],
+        26 => vec![
+            s("sh"),
+            s("-c"),
+            format!("echo start\n{prog} --{flag} {v}\necho done"),
+        ],
+        _ => vec![
+            s("docker"),
+            s("run"),
+            s("-e"),
+            format!("{name}={v}"),
+            s("image"),
+        ],
     }
 }
 

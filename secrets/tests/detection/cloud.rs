@@ -22,6 +22,15 @@ cases! {
     http_authorization: "http-authorization", NOTE,
         |g| { let h = g.pick(&["Authorization: Bearer ", "Authorization: Basic ", "Proxy-Authorization: token ", "Cookie: session="]); format!("{h}{}", g.s(B64URL, 24)) },
         |_| vec!["Authorization: Bearer $TOKEN".into(), "Accept: application/json".into(), "authorization header".into()];
+    command_line_credential: "command-line-credential", "EXTRA",
+        |g| match g.below(5) {
+            0 => format!("mysql -h db -u app -p{} app", g.s(ALNUM, 12)),
+            1 => format!("sshpass -p {} ssh deploy@host", g.s(ALNUM, 12)),
+            2 => format!("curl -sf -u deploy:{} https://x.example", g.s(ALNUM, 12)),
+            3 => format!("redis-cli -h cache -a {} ping", g.s(ALNUM, 12)),
+            _ => format!("docker login -u me -p {} registry.example", g.s(ALNUM, 12)),
+        },
+        |_| vec!["mysql -h db -p app".into(), "docker run -p 8080:80 nginx".into(), "curl -u deploy https://x.example".into(), "openssl rsa -passin env:KEY_PW -in k.pem".into()];
     generic_secret: "generic-secret", "UPSTREAM_KEY",
         |g| g.s(ALNUM, 16 + g.below(40)),
         |g| vec!["/etc/upstream/key.pem".into(), "created_at".into(), g.uuid(), "https://keys.example.com/jwks.json".into(), "my-release-name-2024".into(), g.s(LALNUM, 12)];

@@ -76,14 +76,26 @@ fn synthetic_corpus_fully_detected() {
             } else {
                 ("CONFIG", NOTE)
             };
-            let settings = [
-                (name.to_string(), tok.clone()),
-                (name.to_string(), format!("--flag x {key}={tok} --other")),
-                (
-                    name.to_string(),
-                    format!("{{\"{key}\": \"{tok}\", \"n\": 1}}"),
-                ),
-            ];
+            let settings = if c.id == "command-line-credential" {
+                // a command line inside a script or a JSON string
+                [
+                    (name.to_string(), tok.clone()),
+                    (name.to_string(), format!("cd /app && {tok}; echo done")),
+                    (
+                        name.to_string(),
+                        format!("{{\"cmd\": \"{tok}\", \"n\": 1}}"),
+                    ),
+                ]
+            } else {
+                [
+                    (name.to_string(), tok.clone()),
+                    (name.to_string(), format!("--flag x {key}={tok} --other")),
+                    (
+                        name.to_string(),
+                        format!("{{\"{key}\": \"{tok}\", \"n\": 1}}"),
+                    ),
+                ]
+            };
             for (n, v) in settings {
                 total += 1;
                 if flagged(&n, &v).is_none() {
