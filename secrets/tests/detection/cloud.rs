@@ -183,7 +183,7 @@ cases! {
     octopus_deploy_api_key: "octopus-deploy-api-key", NOTE,
         |g| format!("API-{}", g.s(UALNUM, 26)),
         |g| vec![format!("API-{}", g.s(UALNUM, 25)), "API-AAAAAAAAAAAAAAAAAAAAAAAAAA".into()];
-    jfrog_api_key: "jfrog-api-key", NOTE,
+    artifactory_api_key: "artifactory-api-key", NOTE,
         |g| { if g.below(2) == 0 { format!("AKCp{}", g.s(ALNUM, 69)) } else { format!("cmVmd{}", g.s(ALNUM, 59)) } },
         |g| vec![format!("AKCp{}", g.s(ALNUM, 68)), format!("cmVmd{}", g.s(ALNUM, 58))];
     jfrog_identity_token: "jfrog-identity-token", "ARTIFACTORY_IDENTITY",
