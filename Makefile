@@ -6,7 +6,7 @@ CARGO ?= cargo
 # time is what a 2-core machine takes without timing out.
 E2E_THREADS ?= 2
 
-.PHONY: all deps build release test lint unit e2e test-matrix demo bench bench-policy bench-shim clean
+.PHONY: all deps build release test lint unit e2e test-matrix demo bench bench-policy bench-secrets bench-shim clean
 
 all: build
 
@@ -26,7 +26,7 @@ lint:
 # Unit, golden, property and in-process tests (no root needed), then the
 # end-to-end suites against real containerd + runc + runsc (root).
 unit:
-	$(CARGO) test -p agentbox-policy -p agentbox-shim --tests
+	$(CARGO) test -p agentbox-policy -p agentbox-secrets -p agentbox-shim --tests
 
 e2e: build
 	$(CARGO) test -p agentbox-e2e --tests -- --test-threads=$(E2E_THREADS)
@@ -43,10 +43,15 @@ demo: deps
 	$(CARGO) build -p agentbox-e2e --bin agentbox-demo
 	$(CARGO) run -q -p agentbox-e2e --bin agentbox-demo
 
-bench: bench-policy bench-shim
+bench: bench-policy bench-secrets bench-shim
 
 bench-policy:
 	$(CARGO) bench -p agentbox-policy --bench apply
+
+# The secret detector: per KiB of env, rule compilation, argv redaction, and
+# the same formats as a RegexSet for comparison (time and heap).
+bench-secrets:
+	$(CARGO) bench -p agentbox-secrets --bench detect
 
 bench-shim: release
 	$(CARGO) build --release -p agentbox-e2e --bin agentbox-bench

@@ -4,6 +4,7 @@
 
 use crate::generic::placeholder;
 use crate::lex;
+use crate::programs::{match_opt, part_of, positional, wrapper, Opt, CONFIG_VERBS, OPTS};
 use crate::spec::Structural;
 use crate::{Detector, REDACTED};
 
@@ -48,7 +49,10 @@ fn text_spans(d: &Detector, s: &str, depth: usize, out: &mut Vec<(usize, usize)>
 /// `mysql -pX`): the value is read as a shell line, and, since it may hold
 /// only options, also as the options of some program.
 pub(crate) fn command_line_rule<'d>(d: &'d Detector, value: &str, depth: usize) -> Option<&'d str> {
-    if depth >= MAX_DEPTH || !value.bytes().any(|b| b.is_ascii_whitespace()) {
+    if depth >= MAX_DEPTH
+        || !value.bytes().any(|b| b.is_ascii_whitespace())
+        || !may_hold_credential(value)
+    {
         return None;
     }
     let mut found = None;
@@ -72,6 +76,20 @@ pub(crate) fn command_line_rule<'d>(d: &'d Detector, value: &str, depth: usize) 
         }
     }
     found
+}
+
+/// Can a command line hold a credential the word rules find? A flag, or a
+/// program taking a positional one (the fast path for ordinary values).
+fn may_hold_credential(v: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "login", "set", "config", "vault", "htpasswd", "sqlplus", "sqlldr", "expdp", "impdp",
+        "rman",
+    ];
+    v.starts_with('-')
+        || v.as_bytes()
+            .windows(2)
+            .any(|w| w[0].is_ascii_whitespace() && w[1] == b'-')
+        || WORDS.iter().any(|w| v.contains(w))
 }
 
 /// `text` with the byte ranges `spans` (merged) replaced by [`REDACTED`].
@@ -116,220 +134,6 @@ pub(crate) fn apply_spans(text: &str, mut spans: Vec<(usize, usize)>) -> String 
     out
 }
 
-/// Which part of a credential option's value is secret.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Part {
-    Whole,
-    /// `user:password` (curl `-u`): after the first `:`, or all of it when
-    /// nothing follows the colon (a token given as the user name).
-    AfterColon,
-    /// `user%password` (smbclient `-U`).
-    AfterPercent,
-    /// `pass:secret` (openssl); `env:`/`file:`/`fd:` sources are kept.
-    AfterPassPrefix,
-    /// `key=value` (kubectl `--from-literal`): after the first `=`.
-    AfterEquals,
-}
-
-/// How a credential option takes its value.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Takes {
-    /// `-pSECRET` only (`mysql -p x` prompts and `x` is the database).
-    Attached,
-    /// `-p SECRET` or `-pSECRET`.
-    Both,
-    /// `-passin SECRET` (a multi-letter single-dash option).
-    Next,
-}
-
-/// A program's credential option.
-struct Opt {
-    progs: &'static [&'static str],
-    /// a word that must appear in the command (`login`, `secret`)
-    needs: Option<&'static str>,
-    flag: &'static str,
-    takes: Takes,
-    part: Part,
-}
-
-const MYSQL: &[&str] = &[
-    "mysql",
-    "mysqldump",
-    "mysqladmin",
-    "mysqlimport",
-    "mysqlcheck",
-    "mysqlshow",
-    "mysqlslap",
-    "mysqlpump",
-    "mysqlbinlog",
-    "mysqlsh",
-    "mariadb",
-    "mariadb-dump",
-    "mariadb-admin",
-    "mariadb-import",
-    "mariadb-check",
-    "mariadb-show",
-    "mariadb-slap",
-    "mariadb-binlog",
-];
-const LOGIN: &[&str] = &[
-    "docker", "podman", "nerdctl", "buildah", "skopeo", "helm", "oras", "regctl", "crane", "finch",
-    "az", "oc", "twine",
-];
-const MONGO: &[&str] = &[
-    "mongo",
-    "mongosh",
-    "mongodump",
-    "mongorestore",
-    "mongoexport",
-    "mongoimport",
-    "mongostat",
-    "mongotop",
-    "mongofiles",
-];
-const LDAP: &[&str] = &[
-    "ldapsearch",
-    "ldapadd",
-    "ldapmodify",
-    "ldapdelete",
-    "ldapwhoami",
-    "ldappasswd",
-    "ldapcompare",
-    "ldapmodrdn",
-    "ldapexop",
-    "ldapurl",
-];
-const CURL: &[&str] = &["curl"];
-const HTTPIE: &[&str] = &["http", "https", "xh", "xhs"];
-const SMB: &[&str] = &["smbclient", "rpcclient", "smbcacls", "smbget", "smbmap"];
-const OPENSSL: &[&str] = &["openssl"];
-const KEYTOOL: &[&str] = &["keytool", "jarsigner"];
-const KUBECTL: &[&str] = &["kubectl", "oc", "k3s"];
-
-const fn o(
-    progs: &'static [&'static str],
-    needs: Option<&'static str>,
-    flag: &'static str,
-    takes: Takes,
-    part: Part,
-) -> Opt {
-    Opt {
-        progs,
-        needs,
-        flag,
-        takes,
-        part,
-    }
-}
-
-/// Credential options of common programs (long `--password`-like options of
-/// any program are found by name; these are the ones a name does not give away).
-const OPTS: &[Opt] = &[
-    o(MYSQL, None, "-p", Takes::Attached, Part::Whole),
-    o(&["sshpass"], None, "-p", Takes::Both, Part::Whole),
-    o(LOGIN, Some("login"), "-p", Takes::Both, Part::Whole),
-    o(&["twine"], None, "-p", Takes::Both, Part::Whole),
-    o(
-        &["redis-cli", "keydb-cli", "valkey-cli"],
-        None,
-        "-a",
-        Takes::Both,
-        Part::Whole,
-    ),
-    o(MONGO, None, "-p", Takes::Both, Part::Whole),
-    o(&["sqlcmd", "bcp"], None, "-P", Takes::Both, Part::Whole),
-    o(
-        &["zip", "unzip", "zipcloak"],
-        None,
-        "-P",
-        Takes::Both,
-        Part::Whole,
-    ),
-    o(
-        &["7z", "7za", "7zr", "7zz"],
-        None,
-        "-p",
-        Takes::Attached,
-        Part::Whole,
-    ),
-    o(LDAP, None, "-w", Takes::Both, Part::Whole),
-    o(SMB, None, "-U", Takes::Both, Part::AfterPercent),
-    o(SMB, None, "--user", Takes::Both, Part::AfterPercent),
-    o(CURL, None, "-u", Takes::Both, Part::AfterColon),
-    o(CURL, None, "-U", Takes::Both, Part::AfterColon),
-    o(CURL, None, "--user", Takes::Both, Part::AfterColon),
-    o(CURL, None, "--proxy-user", Takes::Both, Part::AfterColon),
-    o(HTTPIE, None, "-a", Takes::Both, Part::AfterColon),
-    o(HTTPIE, None, "--auth", Takes::Both, Part::AfterColon),
-    o(OPENSSL, None, "-passin", Takes::Next, Part::AfterPassPrefix),
-    o(
-        OPENSSL,
-        None,
-        "-passout",
-        Takes::Next,
-        Part::AfterPassPrefix,
-    ),
-    o(OPENSSL, None, "-pass", Takes::Next, Part::AfterPassPrefix),
-    o(
-        OPENSSL,
-        None,
-        "-password",
-        Takes::Next,
-        Part::AfterPassPrefix,
-    ),
-    o(OPENSSL, None, "-k", Takes::Next, Part::Whole),
-    o(OPENSSL, None, "-K", Takes::Next, Part::Whole),
-    o(KEYTOOL, None, "-storepass", Takes::Next, Part::Whole),
-    o(KEYTOOL, None, "-keypass", Takes::Next, Part::Whole),
-    o(KEYTOOL, None, "-srcstorepass", Takes::Next, Part::Whole),
-    o(KEYTOOL, None, "-deststorepass", Takes::Next, Part::Whole),
-    o(KEYTOOL, None, "-srckeypass", Takes::Next, Part::Whole),
-    o(KEYTOOL, None, "-destkeypass", Takes::Next, Part::Whole),
-    o(&["ssh-keygen"], None, "-N", Takes::Both, Part::Whole),
-    o(&["ssh-keygen"], None, "-P", Takes::Both, Part::Whole),
-    o(
-        &["useradd", "usermod"],
-        None,
-        "-p",
-        Takes::Both,
-        Part::Whole,
-    ),
-    o(
-        &["mosquitto_pub", "mosquitto_sub", "mosquitto_rr"],
-        None,
-        "-P",
-        Takes::Both,
-        Part::Whole,
-    ),
-    o(&["gh"], Some("secret"), "-b", Takes::Both, Part::Whole),
-    o(&["gh"], Some("secret"), "--body", Takes::Both, Part::Whole),
-    o(
-        KUBECTL,
-        Some("secret"),
-        "--from-literal",
-        Takes::Both,
-        Part::AfterEquals,
-    ),
-];
-
-/// Words that make the next positional a secret when it follows a secret
-/// name (`aws configure set aws_secret_access_key X`, `git config github.token X`).
-const CONFIG_VERBS: &[&str] = &["set", "config", "configure", "config:set"];
-
-/// Commands that wrap another command (their own options skipped).
-fn wrapper(prog: &str) -> Option<&'static [&'static str]> {
-    // options of the wrapper that take a value
-    Some(match prog {
-        "sudo" | "doas" => &["-u", "-g", "-p", "-C", "-D", "-r", "-t", "-U", "-h", "-R"],
-        "env" => &["-u", "-C", "-S", "--unset", "--chdir"],
-        "nice" => &["-n", "--adjustment"],
-        "timeout" => &["-s", "-k", "--signal", "--kill-after"],
-        "nohup" | "exec" | "command" | "builtin" | "time" | "stdbuf" | "setsid" | "chroot"
-        | "unbuffer" | "xargs" | "watch" | "strace" | "ltrace" | "ionice" | "taskset" | "su" => &[],
-        _ => return None,
-    })
-}
-
 fn basename(w: &str) -> &str {
     w.rsplit('/').next().unwrap_or(w)
 }
@@ -342,31 +146,6 @@ fn is_assignment(w: &str) -> bool {
     w.split_once('=').is_some_and(|(n, _)| {
         !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
     })
-}
-
-/// The secret part of `v` (a byte range of it), per `part`.
-fn part_of(v: &str, part: Part) -> Option<(usize, usize)> {
-    let r = match part {
-        Part::Whole => (0, v.len()),
-        Part::AfterColon => match v.find(':') {
-            Some(i) if i + 1 < v.len() => (i + 1, v.len()),
-            Some(i) => (0, i),
-            None => return None,
-        },
-        Part::AfterPercent => {
-            let i = v.find('%')?;
-            (i + 1, v.len())
-        }
-        Part::AfterPassPrefix => {
-            let rest = v.strip_prefix("pass:")?;
-            (v.len() - rest.len(), v.len())
-        }
-        Part::AfterEquals => {
-            let i = v.find('=')?;
-            (i + 1, v.len())
-        }
-    };
-    (r.0 < r.1 && !placeholder(&v[r.0..r.1])).then_some(r)
 }
 
 /// The rule that makes `value` of the flag (or key) `name` a secret.
@@ -495,64 +274,6 @@ pub(crate) fn command_spans<'d>(d: &'d Detector, words: &[&str], emit: &mut Emit
     }
 }
 
-/// Does word `w` give option `o`? `Some(None)`: the value is the next word;
-/// `Some(Some(off))`: the value is attached at byte `off`.
-fn match_opt<'o>(o: &'o Opt, w: &str) -> Option<(&'o Opt, Option<usize>)> {
-    if w == o.flag {
-        return (o.takes != Takes::Attached).then_some((o, None));
-    }
-    if o.flag.starts_with("--") {
-        return w
-            .strip_prefix(o.flag)?
-            .strip_prefix('=')
-            .map(|_| (o, Some(o.flag.len() + 1)));
-    }
-    if o.takes == Takes::Next {
-        return w
-            .strip_prefix(o.flag)?
-            .strip_prefix('=')
-            .map(|_| (o, Some(o.flag.len() + 1)));
-    }
-    // attached short option: `-pSECRET`
-    (w.len() > o.flag.len() && w.starts_with(o.flag)).then_some((o, Some(o.flag.len())))
-}
-
-/// Positional secrets: `vault login TOKEN`, `sqlplus user/password@db`,
-/// `vault kv put path key=value`.
-fn positional(
-    prog: &str,
-    words: &[&str],
-    i: usize,
-    j: usize,
-    emit: &mut dyn FnMut(usize, usize, usize),
-) {
-    let w = words[j];
-    let before = &words[i + 1..j];
-    match prog {
-        "vault" if before.last() == Some(&"login") && !w.contains('=') => emit(j, 0, w.len()),
-        "vault"
-            if before.contains(&"kv") && (before.contains(&"put") || before.contains(&"patch")) =>
-        {
-            if let Some(eq) = w.find('=') {
-                if !placeholder(&w[eq + 1..]) && eq + 1 < w.len() {
-                    emit(j, eq + 1, w.len());
-                }
-            }
-        }
-        "sqlplus" | "sqlldr" | "expdp" | "impdp" | "rman"
-            if before.iter().all(|x| x.starts_with('-')) =>
-        {
-            if let Some(slash) = w.find('/') {
-                let end = w[slash..].find('@').map_or(w.len(), |k| slash + k);
-                if end > slash + 1 {
-                    emit(j, slash + 1, end);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -566,15 +287,5 @@ mod tests {
         );
         assert_eq!(apply_spans("abc", vec![]), "abc");
         assert_eq!(apply_spans("aé", vec![(2, 3)]), "a[redacted]");
-    }
-
-    #[test]
-    fn parts() {
-        assert_eq!(part_of("user:pw", Part::AfterColon), Some((5, 7)));
-        assert_eq!(part_of("tok:", Part::AfterColon), Some((0, 3)));
-        assert_eq!(part_of("user", Part::AfterColon), None);
-        assert_eq!(part_of("pass:x1", Part::AfterPassPrefix), Some((5, 7)));
-        assert_eq!(part_of("env:VAR", Part::AfterPassPrefix), None);
-        assert_eq!(part_of("dom\\u%pw", Part::AfterPercent), Some((6, 8)));
     }
 }

@@ -48,13 +48,14 @@
 use std::ops::ControlFlow;
 use std::sync::OnceLock;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
 mod argv;
 mod checksum;
 mod generic;
 mod lex;
 mod names;
+mod programs;
 mod scan;
 mod shape;
 mod spec;
@@ -127,7 +128,9 @@ pub struct Detector {
     anchors: Option<AhoCorasick>,
     /// per anchor pattern: (rule index, shape index)
     anchor_targets: Vec<Vec<(u32, u32)>>,
-    keyword_rules: Vec<u32>,
+    /// every keyword rule's keywords (ASCII case-insensitive); pattern → rule
+    keywords_ac: Option<AhoCorasick>,
+    keyword_of: Vec<u32>,
     pattern_rules: Vec<u32>,
     /// `-----begin`, `://`, `authorization`, `cookie` (ASCII case-insensitive)
     structural_ac: AhoCorasick,
@@ -212,12 +215,33 @@ impl Detector {
         } else {
             Some(
                 AhoCorasickBuilder::new()
+                    .kind(Some(AhoCorasickKind::ContiguousNFA))
                     .match_kind(MatchKind::Standard)
                     .build(&anchor_pats)
                     .map_err(|e| RuleError::Builtin(format!("anchor automaton: {e}")))?,
             )
         };
+        let mut kw_pats = Vec::new();
+        let mut keyword_of = Vec::new();
+        for &r in &keyword_rules {
+            for k in &rules[r as usize].keywords {
+                kw_pats.push(k.to_string());
+                keyword_of.push(r);
+            }
+        }
+        let keywords_ac = if kw_pats.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasickBuilder::new()
+                    .kind(Some(AhoCorasickKind::ContiguousNFA))
+                    .ascii_case_insensitive(true)
+                    .build(&kw_pats)
+                    .map_err(|e| RuleError::Builtin(format!("keyword automaton: {e}")))?,
+            )
+        };
         let structural_ac = AhoCorasickBuilder::new()
+            .kind(Some(AhoCorasickKind::ContiguousNFA))
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::LeftmostFirst)
             .build(["-----begin", "://", "authorization", "cookie"])
@@ -226,7 +250,8 @@ impl Detector {
             rules,
             anchors,
             anchor_targets,
-            keyword_rules,
+            keywords_ac,
+            keyword_of,
             pattern_rules,
             structural_ac,
             structural_ids,

@@ -4,7 +4,7 @@
 //! changes (`githubToken` → `github`, `Token`); all comparisons ignore ASCII
 //! case. The word lists live in `rules.toml` (`[names]` and `[[name_rule]]`).
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
 use crate::spec::{NameRuleSpec, NamesSpec};
 use crate::RuleError;
@@ -37,6 +37,9 @@ pub(crate) struct Names {
     /// every rule's `contains` needles, case-insensitive; pattern → rule index
     contains: AhoCorasick,
     contains_rule: Vec<usize>,
+    /// every word any name or credential check looks for: a name without
+    /// one is neither a secret name nor a credential word (the fast path)
+    words: AhoCorasick,
 }
 
 fn up(v: &[String]) -> Vec<Box<str>> {
@@ -105,10 +108,36 @@ impl Names {
             });
         }
         let contains = AhoCorasickBuilder::new()
+            .kind(Some(AhoCorasickKind::ContiguousNFA))
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::Standard)
             .build(&needles)
             .map_err(|e| RuleError::Builtin(format!("name needles: {e}")))?;
+        let mut words: Vec<String> = needles.clone();
+        for r in rules {
+            for w in r
+                .components
+                .iter()
+                .chain(&r.component_suffixes)
+                .chain(&r.last_components)
+            {
+                words.push(w.to_ascii_uppercase());
+            }
+            if !r.before_key.is_empty() {
+                words.push("KEY".into());
+            }
+        }
+        words.extend(
+            spec.weak_words
+                .iter()
+                .chain(&spec.weak_suffixes)
+                .map(|w| w.to_ascii_uppercase()),
+        );
+        let words = AhoCorasickBuilder::new()
+            .kind(Some(AhoCorasickKind::ContiguousNFA))
+            .ascii_case_insensitive(true)
+            .build(&words)
+            .map_err(|e| RuleError::Builtin(format!("name words: {e}")))?;
         Ok(Names {
             kept: up(&spec.kept),
             kept_prefixes: up(&spec.kept_prefixes),
@@ -123,6 +152,7 @@ impl Names {
             rules: compiled,
             contains,
             contains_rule,
+            words,
         })
     }
 
@@ -147,6 +177,9 @@ impl Names {
     /// A name whose last component is a reference (`FILE`, `PATH`, `URL`…) names
     /// where a secret is, not the secret: it matches no name rule.
     pub fn secret_rule(&self, name: &str) -> Option<&NameRule> {
+        if !self.words.is_match(name) {
+            return None;
+        }
         let mut n = 0usize;
         let mut last = "";
         for c in components(name) {
@@ -193,6 +226,9 @@ impl Names {
     /// A name with a word that suggests a credential (`KEY`, `AUTH`, `PRIVATE`…,
     /// or any name rule): a high-entropy value under it is a generic secret.
     pub fn credential_word(&self, name: &str) -> bool {
+        if !self.words.is_match(name) {
+            return false;
+        }
         components(name).any(|c| {
             any_eq(&self.weak_words, c) || self.weak_suffixes.iter().any(|s| ends_with_ci(c, s))
         }) || self.contains.is_match(name)

@@ -191,14 +191,19 @@ impl Detector {
     /// A keyword rule: `name` mentions the service and the whole value has its shape.
     pub(crate) fn keyword_rule<'d>(&'d self, name: &str, value: &str) -> Option<&'d str> {
         let v = trim_value(value);
-        if generic::placeholder(v) || self.names.not_secret(name) {
+        let ac = self.keywords_ac.as_ref()?;
+        // the keyword rules `name` mentions, in table order
+        let mut candidates: Vec<u32> = ac
+            .find_overlapping_iter(name)
+            .map(|m| self.keyword_of[m.pattern().as_usize()])
+            .collect();
+        if candidates.is_empty() || generic::placeholder(v) || self.names.not_secret(name) {
             return None;
         }
-        for &r in &self.keyword_rules {
+        candidates.sort_unstable();
+        candidates.dedup();
+        for r in candidates {
             let rule = &self.rules[r as usize];
-            if !rule.keywords.iter().any(|k| contains_ci(name, k)) {
-                continue;
-            }
             let hit = match &rule.matcher {
                 Matcher::Shapes(shapes) => shapes.iter().any(|s| s.full_match(v.as_bytes())),
                 Matcher::Pattern(re) => re
@@ -216,10 +221,13 @@ impl Detector {
     /// The generic rule: a random-looking value under a credential word.
     pub(crate) fn generic_rule<'d>(&'d self, name: &str, value: &str) -> Option<&'d str> {
         let v = trim_value(value);
-        if generic::placeholder(v) || self.names.not_secret(name) {
+        if !self.names.credential_word(name)
+            || generic::placeholder(v)
+            || self.names.not_secret(name)
+        {
             return None;
         }
-        if self.names.credential_word(name) && generic::looks_random(v) {
+        if generic::looks_random(v) {
             return self.structural_id(Structural::GenericSecret);
         }
         None
@@ -232,11 +240,6 @@ fn header_like(name: &str) -> bool {
         && name
             .split('-')
             .all(|p| p.as_bytes().first().is_some_and(u8::is_ascii_uppercase))
-}
-
-pub(crate) fn contains_ci(hay: &str, lower_needle: &str) -> bool {
-    let (h, n) = (hay.as_bytes(), lower_needle.as_bytes());
-    h.len() >= n.len() && h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
 }
 
 /// A value without surrounding whitespace and quotes.

@@ -4,7 +4,8 @@
 
 use agentbox_secrets::{Detector, RuleKind};
 
-const BEGIN: &str = "<!-- secret-rules:begin (generated from secrets/rules.toml by secrets/tests/docs.rs) -->";
+const BEGIN: &str =
+    "<!-- secret-rules:begin (generated from secrets/rules.toml by secrets/tests/docs.rs) -->";
 const END: &str = "<!-- secret-rules:end -->";
 
 fn table() -> String {
@@ -17,7 +18,11 @@ fn table() -> String {
             RuleKind::Pattern => "pattern".to_string(),
             RuleKind::Keyword => format!(
                 "keyword ({})",
-                r.keywords.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                r.keywords
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         };
         out.push_str(&format!(
@@ -44,5 +49,8 @@ fn policy_md_lists_every_rule() {
         std::fs::write(path, new).unwrap();
         return;
     }
-    assert_eq!(current, want, "docs/policy.md is out of date: UPDATE_DOCS=1 cargo test -p agentbox-secrets --test docs");
+    assert_eq!(
+        current, want,
+        "docs/policy.md is out of date: UPDATE_DOCS=1 cargo test -p agentbox-secrets --test docs"
+    );
 }

@@ -285,19 +285,45 @@ mod tests {
         let pw = "hunter2hunter2";
         let tok = format!("ghp_{}", "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8");
         let cases: Vec<Vec<String>> = vec![
-            vec!["sh".into(), "-c".into(), format!("export DB_PASSWORD={pw} && ./run")],
+            vec![
+                "sh".into(),
+                "-c".into(),
+                format!("export DB_PASSWORD={pw} && ./run"),
+            ],
             vec!["mysql".into(), "--password".into(), pw.into(), "db".into()],
-            vec!["mysql".into(), "-uroot".into(), format!("-p{pw}"), "db".into()],
-            vec!["curl".into(), "-H".into(), format!("Authorization: Bearer {pw}"), "https://x.example".into()],
-            vec!["curl".into(), "-u".into(), format!("user:{pw}"), "https://x.example".into()],
-            vec!["git".into(), "clone".into(), format!("https://user:{pw}@git.example/x.git")],
+            vec![
+                "mysql".into(),
+                "-uroot".into(),
+                format!("-p{pw}"),
+                "db".into(),
+            ],
+            vec![
+                "curl".into(),
+                "-H".into(),
+                format!("Authorization: Bearer {pw}"),
+                "https://x.example".into(),
+            ],
+            vec![
+                "curl".into(),
+                "-u".into(),
+                format!("user:{pw}"),
+                "https://x.example".into(),
+            ],
+            vec![
+                "git".into(),
+                "clone".into(),
+                format!("https://user:{pw}@git.example/x.git"),
+            ],
             vec!["echo".into(), tok.clone()],
         ];
         for c in cases {
             let args: Vec<&str> = c.iter().map(String::as_str).collect();
             let (argv, text) = audited_argv(&args);
             assert_eq!(argv.len(), args.len());
-            assert!(!text.contains(pw) && !text.contains(&tok), "leaked: {argv:?}");
+            assert!(
+                !text.contains(pw) && !text.contains(&tok),
+                "leaked: {argv:?}"
+            );
             assert!(argv.iter().any(|a| a.contains("[redacted]")), "{argv:?}");
             assert_eq!(argv[0], args[0]);
         }

@@ -303,7 +303,10 @@ fn terminals(backend: Backend) {
         "{recs:#?}"
     );
     let text = std::fs::read_to_string(s.cfg.path().join("audit.jsonl")).unwrap();
-    assert!(!text.contains("hunter2e2e"), "the audit log leaks the exec's secret");
+    assert!(
+        !text.contains("hunter2e2e"),
+        "the audit log leaks the exec's secret"
+    );
     let k = s.ctd.ctr(&["task", "kill", "-s", "KILL", &id2]);
     assert!(k.status.success(), "{}", err(&k));
     std::thread::sleep(std::time::Duration::from_millis(500));
