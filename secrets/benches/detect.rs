@@ -191,5 +191,111 @@ fn bench(c: &mut Criterion) {
     });
 }
 
+/// The same hot paths in thread CPU time (robust to machine load).
+fn bench_cpu(c: &mut Criterion<cpu::ThreadCpu>) {
+    let d = Detector::builtin();
+    let env = ordinary();
+    let kib: usize = env.iter().map(|(n, v)| n.len() + v.len() + 1).sum();
+    let mut g = c.benchmark_group("cpu");
+    g.throughput(Throughput::Bytes(kib as u64));
+    g.bench_function("env/ordinary-corpus", |b| {
+        b.iter(|| {
+            env.iter()
+                .filter(|(n, v)| check_entry(d, black_box(n), black_box(v)))
+                .count()
+        })
+    });
+    let set = regex_set();
+    g.bench_function("env/regexset-formats-only", |b| {
+        b.iter(|| {
+            env.iter()
+                .filter(|(_, v)| set.is_match(black_box(v.as_bytes())))
+                .count()
+        })
+    });
+    g.finish();
+    let fixture: serde_json::Value = serde_json::from_str(include_str!(
+        "../../policy-injector/tests/fixtures/cri-container.json"
+    ))
+    .unwrap();
+    let cri: Vec<(String, String)> = fixture["process"]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            e.as_str()?
+                .split_once('=')
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+        })
+        .collect();
+    c.bench_function("cpu/env/typical-cri", |b| {
+        b.iter(|| cri.iter().filter(|(n, v)| check_entry(d, n, v)).count())
+    });
+    c.bench_function("cpu/compile/builtin-rules", |b| {
+        b.iter(|| Detector::with_rules(&[]).unwrap())
+    });
+    let argv = ["sh", "-c", "export DB_PASSWORD=hunter2 && curl -sf -H 'Authorization: Bearer abc' https://x.example | tee out"];
+    c.bench_function("cpu/redact_argv/shell-line", |b| {
+        b.iter(|| redact_argv(black_box(&argv)))
+    });
+    let plain = ["ls", "-la", "--color=auto", "/tmp"];
+    c.bench_function("cpu/redact_argv/plain", |b| {
+        b.iter(|| redact_argv(black_box(&plain)))
+    });
+}
+
+/// Thread CPU time (`CLOCK_THREAD_CPUTIME_ID`) as a criterion measurement: on
+/// a machine shared with other builds, wall time measures the load as much as
+/// the code; CPU time of the benchmark thread does not.
+mod cpu {
+    use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+
+    pub struct ThreadCpu(WallTime);
+
+    impl ThreadCpu {
+        pub fn new() -> Self {
+            ThreadCpu(WallTime)
+        }
+    }
+
+    fn now_ns() -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid timespec out-pointer for clock_gettime
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    }
+
+    impl Measurement for ThreadCpu {
+        type Intermediate = u64;
+        type Value = u64;
+        fn start(&self) -> u64 {
+            now_ns()
+        }
+        fn end(&self, i: u64) -> u64 {
+            now_ns() - i
+        }
+        fn add(&self, a: &u64, b: &u64) -> u64 {
+            a + b
+        }
+        fn zero(&self) -> u64 {
+            0
+        }
+        fn to_f64(&self, v: &u64) -> f64 {
+            *v as f64
+        }
+        fn formatter(&self) -> &dyn ValueFormatter {
+            self.0.formatter()
+        }
+    }
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+criterion_group! {
+    name = cpu_benches;
+    config = Criterion::default().with_measurement(cpu::ThreadCpu::new());
+    targets = bench_cpu
+}
+criterion_main!(benches, cpu_benches);

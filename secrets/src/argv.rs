@@ -199,7 +199,7 @@ pub(crate) fn command_spans<'d>(d: &'d Detector, words: &[&str], emit: &mut Emit
     let has = |w: &str| words[i + 1..].contains(&w);
     let opts: Vec<&Opt> = OPTS
         .iter()
-        .filter(|o| o.progs.contains(&prog) && o.needs.map_or(true, has))
+        .filter(|o| o.progs.contains(&prog) && o.needs.is_none_or(has))
         .collect();
     let mut j = i + 1;
     while j < n {

@@ -166,10 +166,7 @@ impl Shape {
         let mut anchor: Option<usize> = None;
         for (k, s) in segs.iter().enumerate() {
             if let Seg::Lit(l) = s {
-                if anchor.map_or(
-                    true,
-                    |a| matches!(&segs[a], Seg::Lit(m) if l.len() > m.len()),
-                ) {
+                if anchor.is_none_or(|a| matches!(&segs[a], Seg::Lit(m) if l.len() > m.len())) {
                     anchor = Some(k);
                 }
             }
@@ -361,7 +358,7 @@ fn bwd(segs: &[Seg], t: &[u8], i: usize, budget: &mut u32) -> Option<usize> {
     };
     match last {
         Seg::Lit(l) => {
-            if i >= l.len() && &t[i - l.len()..i] == &l[..] {
+            if i >= l.len() && t[i - l.len()..i] == l[..] {
                 bwd(rest, t, i - l.len(), budget)
             } else {
                 None
