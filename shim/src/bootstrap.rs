@@ -25,12 +25,12 @@ use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::shim_async::{create_task, Task};
 use containerd_shim_protos::ttrpc::r#async::transport::Listener;
 use containerd_shim_protos::ttrpc::r#async::Server;
-use tokio::sync::Notify;
 
-use crate::config::{Backend, Config, DEFAULT_CONFIG_PATH};
+use crate::backend::BackendState;
+use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::options;
+use crate::pod::{BundleState, Pod};
 use crate::reaper::Reaper;
-use crate::task::{BundleState, Daemon, RunscTask, STATE_FILE};
 
 /// Environment variable carrying the config path from `start` to the daemon.
 pub const CONFIG_ENV: &str = "AGENTBOX_CONFIG";
@@ -252,86 +252,60 @@ pub fn delete(flags: &Flags) -> Result<()> {
     } else {
         PathBuf::from(&flags.bundle)
     };
-    if let Ok(bytes) = std::fs::read(bundle.join(STATE_FILE)) {
-        let st: BundleState =
-            serde_json::from_slice(&bytes).context("cannot read agentbox state")?;
-        if let Some(delegate) = &st.delegate {
-            // shim backend: the delegate cleans up its own task and answers for it
-            let out = std::process::Command::new(delegate)
-                .args([
-                    "-namespace",
-                    &flags.namespace,
-                    "-address",
-                    &flags.address,
-                    "-id",
-                    &flags.id,
-                ])
-                .args(["-bundle", &bundle.display().to_string(), "delete"])
-                .current_dir(&bundle)
-                .stdin(std::process::Stdio::null())
-                .output()
-                .with_context(|| format!("cannot run {delegate} delete"))?;
-            let audit = crate::audit::AuditLog::new(&st.audit);
-            let subject =
-                crate::audit::Subject::from_annotations(&flags.namespace, &flags.id, None);
-            let _ = audit.record("cleanup", &subject, serde_json::json!({"reason": "containerd deleted the task after its shim went away", "delegate": delegate}));
-            // the delegate daemon served only this pod's agentbox, which is gone
-            if let Some(pid) = st.delegate_pid {
-                kill_if_exe(pid, Path::new(delegate));
-            }
-            if !out.status.success() {
-                bail!(
-                    "{delegate} delete failed: {}",
-                    crate::runsc::summarize(&out.stderr)
-                );
-            }
-            std::io::stdout().write_all(&out.stdout)?;
-            return Ok(());
-        }
-        let root = st.root.display().to_string();
-        let mut cmd = std::process::Command::new(&st.runsc);
-        cmd.arg(format!("--root={root}"));
-        cmd.args(&st.global_flags);
-        cmd.args(["delete", "--force", &flags.id]);
-        match cmd.output() {
-            Ok(o) if !o.status.success() => {
-                eprintln!("runsc delete: {}", crate::runsc::summarize(&o.stderr));
-            }
-            Err(e) => eprintln!("cannot run runsc delete: {e}"),
-            _ => {}
-        }
-        if st.rootfs_mounted {
-            crate::task::unmount_rootfs(&bundle);
-        }
+    let mut reply = None;
+    // no state file: the container never got as far as the runtime
+    if let Some(st) = BundleState::read(&bundle) {
+        let st = st.map_err(|e| anyhow!(e))?;
+        let result = st.backend.cleanup(flags, &bundle);
         let audit = crate::audit::AuditLog::new(&st.audit);
         let subject = crate::audit::Subject::from_annotations(&flags.namespace, &flags.id, None);
-        let _ = audit.record(
-            "cleanup",
-            &subject,
-            serde_json::json!({"reason": "containerd deleted the task after its shim went away"}),
-        );
-    } else if let Ok(b) = std::fs::read(bundle.join("config.json")) {
-        let _ = b; // never got as far as runsc: nothing to clean
+        let mut fields = serde_json::json!({
+            "reason": "containerd deleted the task after its shim went away",
+        });
+        match &result {
+            Ok(_) => fields["result"] = "cleaned".into(),
+            Err(e) => {
+                fields["result"] = "failed".into();
+                fields["error"] = format!("{e:#}").into();
+            }
+        }
+        if let BackendState::Delegate(d) = &st.backend {
+            fields["delegate"] = d.delegate.clone().into();
+        }
+        let _ = audit.record("cleanup", &subject, fields);
+        reply = result?;
+        // the dead daemon's socket (the bundle names it) would stay in
+        // /run/containerd/s forever
+        if let Ok(address) = std::fs::read_to_string(bundle.join("address")) {
+            remove_stale_socket(socket_path(address.trim()));
+        }
     }
-    let resp = containerd_shim_protos::api::DeleteResponse {
-        pid: 0,
-        exit_status: 128 + libc::SIGKILL as u32,
-        exited_at: containerd_shim_protos::protobuf::MessageField::some(crate::process::now()),
-        ..Default::default()
+    let reply = match reply {
+        Some(bytes) => bytes,
+        None => containerd_shim_protos::api::DeleteResponse {
+            pid: 0,
+            exit_status: 128 + libc::SIGKILL as u32,
+            exited_at: containerd_shim_protos::protobuf::MessageField::some(crate::events::now()),
+            ..Default::default()
+        }
+        .write_to_bytes()?,
     };
-    std::io::stdout().write_all(&resp.write_to_bytes()?)?;
+    std::io::stdout().write_all(&reply)?;
     Ok(())
 }
 
-/// SIGKILL `pid` if it still runs `exe` (never a recycled pid's new owner).
-fn kill_if_exe(pid: i32, exe: &Path) {
-    let running = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
-    let want = std::fs::canonicalize(exe).unwrap_or_else(|_| exe.to_path_buf());
-    if pid > 1 && running.as_deref() == Some(want.as_path()) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+/// Remove a unix socket nobody serves any more (connecting is refused); a
+/// socket a live daemon still serves is left alone.
+pub fn remove_stale_socket(path: &str) {
+    use std::os::unix::fs::FileTypeExt;
+    let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+    if !is_socket {
+        return;
+    }
+    if let Err(e) = std::os::unix::net::UnixStream::connect(path) {
+        if e.kind() == std::io::ErrorKind::ConnectionRefused {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -378,25 +352,19 @@ pub async fn serve(flags: &Flags) -> Result<()> {
     let cfg = Config::load(&cfg_path)?;
     let reaper = Arc::new(Reaper::new());
     tokio::spawn(reaper.clone().run());
-    let daemon = Arc::new(Daemon {
-        namespace: flags.namespace.clone(),
-        default_config: config_path,
-        events: Arc::new(crate::events::Containerd {
+    let pod = Arc::new(Pod::new(
+        flags.namespace.clone(),
+        config_path,
+        Arc::new(crate::events::Containerd {
             publisher,
             namespace: flags.namespace.clone(),
         }),
         reaper,
-        shutdown: Arc::new(Notify::new()),
-        trimmer: Some(crate::trim::Trimmer::spawn(std::time::Duration::from_secs(
+        Some(crate::trim::Trimmer::spawn(std::time::Duration::from_secs(
             1,
         ))),
-    });
-    let task: Arc<dyn Task + Send + Sync> = match cfg.runtime.backend {
-        Backend::Runsc => Arc::new(RunscTask::new(daemon.clone())),
-        Backend::Shim => {
-            Arc::new(crate::forward::ForwardTask::new(daemon.clone(), &cfg, flags).await?)
-        }
-    };
+    ));
+    let task = crate::backend::build(pod.clone(), &cfg, flags).await?;
     let listener = Listener::try_from(listener).context("cannot serve on the shim socket")?;
     let mut server = Server::new()
         .add_listener(listener)
@@ -406,8 +374,11 @@ pub async fn serve(flags: &Flags) -> Result<()> {
         .await
         .map_err(|e| anyhow!("cannot start the ttrpc server: {e}"))?;
     tracing::info!(namespace = %flags.namespace, id = %flags.id, backend = ?cfg.runtime.backend, "agentbox daemon serving");
-    daemon.worked();
-    daemon.shutdown.notified().await;
+    pod.worked();
+    pod.shutdown.notified().await;
+    // the sandbox is gone: the last activity records reach the audit log
+    let p = pod.clone();
+    let _ = tokio::task::spawn_blocking(move || p.close_activity()).await;
     // let the last reply reach containerd
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     let _ = std::fs::remove_file(socket_path(&flags.socket));
@@ -510,6 +481,24 @@ mod tests {
             ),
             "c1"
         );
+    }
+
+    #[test]
+    fn only_sockets_nobody_serves_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("live.sock");
+        let _listener = UnixListener::bind(&live).unwrap();
+        let dead = dir.path().join("dead.sock");
+        drop(UnixListener::bind(&dead).unwrap());
+        let plain = dir.path().join("file");
+        std::fs::write(&plain, "x").unwrap();
+        for p in [&live, &dead, &plain] {
+            remove_stale_socket(p.to_str().unwrap());
+        }
+        assert!(live.exists(), "a served socket was removed");
+        assert!(!dead.exists(), "a stale socket was kept");
+        assert!(plain.exists(), "a file that is no socket was removed");
+        remove_stale_socket("");
     }
 
     #[test]

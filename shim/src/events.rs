@@ -50,3 +50,14 @@ impl EventSink for Recorder {
         self.topics.lock().unwrap().push(topic);
     }
 }
+
+/// The current time as a protobuf timestamp (exit and event times).
+pub fn now() -> containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut t = containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp::new();
+    t.seconds = d.as_secs() as i64;
+    t.nanos = d.subsec_nanos() as i32;
+    t
+}

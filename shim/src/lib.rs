@@ -3,27 +3,24 @@
 //! sandbox — gVisor, driven directly through runsc's command line (the runsc
 //! backend), or any other shim v2 such as Kata's (the shim backend).
 //!
-//! Layout: `bootstrap` (containerd's start/delete/serve protocol), `task`
-//! (the Task service of the runsc backend), `forward` (the shim backend),
-//! `enforce` (policy on bundles and exec specs), `runsc` (command lines and
-//! the executor), `io` (FIFOs, pipes, terminals), `audit`, `config`,
-//! `options` (runtime options), `reaper`, `process`, `events`, `stats`.
+//! Layout: `bootstrap` (containerd's start/delete/serve protocol), `pod`
+//! (the pod daemon both backends share: admission under the policy, bundle
+//! state, lifetime), `backend` (one folder per backend behind one seam:
+//! `runsc` drives runsc itself, `delegate` forwards to another shim v2),
+//! `enforce` (policy on bundles and exec specs), `audit`, `config`,
+//! `options` (runtime options), `reaper`, `events`, `logging`, `trim`.
 
 pub mod audit;
+pub mod backend;
 pub mod bootstrap;
 pub mod config;
 pub mod enforce;
 pub mod events;
-pub mod forward;
-pub mod io;
 pub mod logging;
-pub mod oom;
 pub mod options;
-pub mod process;
+pub mod output;
+pub mod pod;
 pub mod reaper;
-pub mod runsc;
-pub mod stats;
-pub mod task;
 pub mod trim;
 
 /// Become a child subreaper, so runsc's sandbox processes stay ours to reap.

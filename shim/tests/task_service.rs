@@ -7,11 +7,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use agentbox_shim::backend::{attach, runsc::RunscTask};
 use agentbox_shim::bootstrap::task_services;
 use agentbox_shim::events::Recorder;
 use agentbox_shim::options::{to_any, RuntimeOptions};
+use agentbox_shim::pod::Pod;
 use agentbox_shim::reaper::Reaper;
-use agentbox_shim::task::{Daemon, RunscTask};
 use containerd_shim_protos::api::*;
 use containerd_shim_protos::shim_async::TaskClient;
 use containerd_shim_protos::ttrpc::context::Context;
@@ -41,7 +42,7 @@ case "$sub" in
     sig="$last"; id=""; i=0; for a in "$@"; do i=$((i+1)); [ $i -eq $((n-1)) ] && id="$a"; done
     echo $((128 + sig)) > "$root/$id.exit";;
   ps) echo "[1]";;
-  events) echo '{"type":"stats","id":"x","data":{"pids":{"current":1}}}';;
+  events) echo '{"type":"stats","id":"x","data":{"pids":{"current":7},"memory":{"usage":{"usage":3145728}}}}';;
   delete) rm -f "$root/$last".*;;
   *) echo "unexpected $sub" >&2; exit 1;;
 esac
@@ -51,7 +52,7 @@ struct Env {
     dir: tempfile::TempDir,
     client: TaskClient,
     events: Arc<Recorder>,
-    daemon: Arc<Daemon>,
+    pod: Arc<Pod>,
     _server: Server,
 }
 
@@ -64,15 +65,14 @@ async fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
     write_exec(&dir.path().join("runsc"), FAKE_RUNSC);
     let events = Arc::new(Recorder::default());
-    let daemon = Arc::new(Daemon {
-        namespace: "k8s.io".into(),
-        default_config: None,
-        events: events.clone(),
-        reaper: Arc::new(Reaper::new()),
-        shutdown: Arc::new(tokio::sync::Notify::new()),
-        trimmer: None,
-    });
-    let task = Arc::new(RunscTask::new(daemon.clone()));
+    let pod = Arc::new(Pod::new(
+        "k8s.io",
+        None,
+        events.clone(),
+        Arc::new(Reaper::new()),
+        None,
+    ));
+    let task = attach(&pod, Arc::new(RunscTask::new(pod.clone())));
     let sock = dir.path().join("t.sock");
     let addr = format!("unix://{}", sock.display());
     let mut server = Server::new()
@@ -85,7 +85,7 @@ async fn env() -> Env {
         dir,
         client,
         events,
-        daemon,
+        pod,
         _server: server,
     }
 }
@@ -233,6 +233,11 @@ async fn lifecycle_through_the_task_api() {
         .await
         .unwrap();
     assert_eq!(stats.stats.type_url, "io.containerd.cgroups.v1.Metrics");
+    // the figures runsc reported (the fake's 7 pids, 3 MiB) reach containerd
+    let m: containerd_shim_protos::cgroups::metrics::Metrics =
+        containerd_shim_protos::protobuf::Message::parse_from_bytes(&stats.stats.value).unwrap();
+    assert_eq!(m.pids.current, 7);
+    assert_eq!(m.memory.usage.usage, 3 << 20);
 
     // Shutdown while a container is left keeps the daemon up
     e.client
@@ -245,7 +250,7 @@ async fn lifecycle_through_the_task_api() {
         )
         .await
         .unwrap();
-    let notified = e.daemon.shutdown.notified();
+    let notified = e.pod.shutdown.notified();
     tokio::pin!(notified);
     assert!(
         tokio::time::timeout(std::time::Duration::from_millis(100), &mut notified)
@@ -492,4 +497,48 @@ async fn exec_gets_the_env_rules_and_is_audited() {
         .lock()
         .unwrap()
         .contains(&"/tasks/exec-added".to_string()));
+}
+
+/// Kill's `all` reaches runsc (`--all`: every process of the container), and
+/// the audit record carries the signal and `all` as asked.
+#[tokio::test]
+async fn kill_all_reaches_runsc_and_the_audit_log() {
+    let e = env().await;
+    let b = e.bundle("c1", true, &["PATH=/bin"]);
+    e.client
+        .create(ctx(), &e.create_req("c1", &b))
+        .await
+        .expect("create");
+    e.client
+        .start(
+            ctx(),
+            &StartRequest {
+                id: "c1".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("start");
+    e.client
+        .kill(
+            ctx(),
+            &KillRequest {
+                id: "c1".into(),
+                signal: 15,
+                all: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("kill");
+    assert!(e.calls().contains("kill --all c1 15"), "{}", e.calls());
+    let kills: Vec<_> = e
+        .audit()
+        .into_iter()
+        .filter(|r| r["event"] == "kill")
+        .collect();
+    assert_eq!(kills.len(), 1);
+    assert_eq!(kills[0]["signal"], 15);
+    assert_eq!(kills[0]["all"], true);
+    assert_eq!(kills[0]["container"], "agent");
 }

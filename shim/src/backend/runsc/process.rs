@@ -6,7 +6,7 @@ use containerd_shim_protos::api::Status;
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
 use tokio::sync::watch;
 
-use crate::io::{ProcessIo, StdioPaths};
+use super::io::{ProcessIo, StdioPaths};
 
 /// Exit status reported when agentbox cannot learn the real one (the sandbox
 /// went away under the process): as if killed by SIGKILL.
@@ -45,15 +45,7 @@ struct Inner {
     io: Option<ProcessIo>,
 }
 
-pub fn now() -> Timestamp {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let mut t = Timestamp::new();
-    t.seconds = d.as_secs() as i64;
-    t.nanos = d.subsec_nanos() as i32;
-    t
-}
+pub use crate::events::now;
 
 impl Process {
     pub fn new(exec_id: &str, stdio: StdioPaths, spec: Option<serde_json::Value>) -> Process {

@@ -1,7 +1,5 @@
-//! Running runsc: its command line (`cmd`), and the executor that spawns it
-//! with the right stdio, optional `/proc/sys/net` mask and bounded output.
-
-pub mod cmd;
+//! Running runsc: the executor that spawns a command line (`cli`) with the
+//! right stdio, optional `/proc/sys/net` mask and bounded output.
 
 use std::ffi::CString;
 use std::os::fd::OwnedFd;
@@ -12,13 +10,12 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
-pub use cmd::{Argv, RunscCli};
+pub use super::cli::{Argv, RunscCli};
 
-use crate::io::ChildStdio;
+use super::io::ChildStdio;
 use crate::reaper::Reaper;
 
-/// The most of runsc's output kept in an error message.
-const MAX_MESSAGE: usize = 2048;
+pub use crate::output::summarize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunscError {
@@ -54,40 +51,6 @@ fn subcommand(argv: &Argv) -> String {
         .find(|a| !a.starts_with("--"))
         .cloned()
         .unwrap_or_default()
-}
-
-/// Make runsc's output fit an error message: the last lines, bounded, and the
-/// `msg` of JSON log lines when runsc logs JSON.
-pub fn summarize(out: &[u8]) -> String {
-    let text = String::from_utf8_lossy(out);
-    let mut lines: Vec<String> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| match serde_json::from_str::<serde_json::Value>(l) {
-            Ok(v) => v
-                .get("msg")
-                .and_then(|m| m.as_str())
-                .unwrap_or(l)
-                .to_string(),
-            Err(_) => l.to_string(),
-        })
-        .collect();
-    // runsc repeats its fatal error; keep the last distinct few lines
-    lines.dedup();
-    let start = lines.len().saturating_sub(3);
-    let mut s = lines[start..].join("; ");
-    if s.len() > MAX_MESSAGE {
-        let mut cut = s.len() - MAX_MESSAGE;
-        while !s.is_char_boundary(cut) {
-            cut += 1;
-        }
-        s = format!("…{}", &s[cut..]);
-    }
-    if s.is_empty() {
-        "no output".to_string()
-    } else {
-        s
-    }
 }
 
 fn spawn_error(argv: &Argv, err: std::io::Error) -> RunscError {
@@ -329,20 +292,6 @@ mod tests {
         assert_eq!(parse_ps(b"[1,5,9]"), Some(vec![1, 5, 9]));
         assert_eq!(parse_ps(b"null"), Some(vec![]));
         assert_eq!(parse_ps(b"{}"), None);
-    }
-
-    #[test]
-    fn summary_keeps_last_json_messages_bounded() {
-        let log = b"{\"msg\":\"starting\",\"level\":\"info\"}\n{\"msg\":\"FATAL ERROR: cannot run with network enabled in root network namespace\"}\n{\"msg\":\"FATAL ERROR: cannot run with network enabled in root network namespace\"}\n";
-        let s = summarize(log);
-        assert!(
-            s.ends_with("cannot run with network enabled in root network namespace"),
-            "{s}"
-        );
-        assert_eq!(s.matches("FATAL").count(), 1);
-        let big = vec![b'x'; 10_000];
-        assert!(summarize(&big).len() <= MAX_MESSAGE + 4);
-        assert_eq!(summarize(b""), "no output");
     }
 
     fn fake(script: &str) -> (tempfile::TempDir, Runsc) {
