@@ -74,6 +74,8 @@ impl ActivitySink {
     /// pod-init config into `bundle`, and start the threads. Records go to
     /// `audit`, about the containers in `containers` (`pod` for the rest);
     /// argv goes through `redact` first.
+    // (each argument is a separate piece of the daemon's state the threads need)
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         cfg: &ActivityConfig,
         socket_dir: &Path,
