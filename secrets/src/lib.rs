@@ -132,10 +132,10 @@ pub struct Detector {
     keywords_ac: Option<AhoCorasick>,
     keyword_of: Vec<u32>,
     pattern_rules: Vec<u32>,
-    /// `-----begin`, `://`, `authorization`, `cookie` (ASCII case-insensitive)
-    structural_ac: AhoCorasick,
     structural_ids: [Option<u32>; 5],
     names: Names,
+    /// `-----BEGIN`, searched once per text
+    pem_begin: memchr::memmem::Finder<'static>,
 }
 
 fn structural_index(s: Structural) -> usize {
@@ -240,12 +240,6 @@ impl Detector {
                     .map_err(|e| RuleError::Builtin(format!("keyword automaton: {e}")))?,
             )
         };
-        let structural_ac = AhoCorasickBuilder::new()
-            .kind(Some(AhoCorasickKind::ContiguousNFA))
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::LeftmostFirst)
-            .build(["-----begin", "://", "authorization", "cookie"])
-            .map_err(|e| RuleError::Builtin(format!("structural automaton: {e}")))?;
         Ok(Detector {
             rules,
             anchors,
@@ -253,9 +247,9 @@ impl Detector {
             keywords_ac,
             keyword_of,
             pattern_rules,
-            structural_ac,
             structural_ids,
             names,
+            pem_begin: memchr::memmem::Finder::new(b"-----BEGIN").into_owned(),
         })
     }
 

@@ -82,25 +82,32 @@ impl Detector {
                 }
             }
         }
-        for m in self.structural_ac.find_iter(t) {
-            let (s, e) = (m.start(), m.end());
-            let found = match m.pattern().as_usize() {
-                0 => private_key(t, s).map(|span| (Structural::PrivateKey, span)),
-                1 => url_password(t, s).map(|span| (Structural::UrlCredentials, span)),
-                _ => header_value(t, s, e).map(|span| (Structural::HttpAuthorization, span)),
-            };
-            if let Some((kind, (a, b))) = found {
-                if let Some(id) = self.structural_id(kind) {
-                    sink(
-                        Finding {
-                            rule: id,
-                            start: a,
-                            end: b,
-                            verified: false,
-                        },
-                        0,
-                    )?;
-                }
+        // private keys, URL passwords, credential headers (memchr-fast:
+        // most values hold no `-----BEGIN`, `://` or `:`)
+        let mut found: Vec<(Structural, (usize, usize))> = Vec::new();
+        for s in self.pem_begin.find_iter(t) {
+            found.extend(private_key(t, s).map(|span| (Structural::PrivateKey, span)));
+        }
+        for s in memchr::memchr_iter(b':', t) {
+            if t[s..].starts_with(b"://") {
+                found.extend(url_password(t, s).map(|span| (Structural::UrlCredentials, span)));
+            } else if let Some(h) = header_name_before(t, s) {
+                found.extend(
+                    header_value(t, h, s).map(|span| (Structural::HttpAuthorization, span)),
+                );
+            }
+        }
+        for (kind, (a, b)) in found {
+            if let Some(id) = self.structural_id(kind) {
+                sink(
+                    Finding {
+                        rule: id,
+                        start: a,
+                        end: b,
+                        verified: false,
+                    },
+                    0,
+                )?;
             }
         }
         self.assignments(text, sink)
@@ -362,6 +369,22 @@ fn url_password(t: &[u8], s: usize) -> Option<(usize, usize)> {
     let (pa, pb) = (a + colon + 1, a + at);
     let pw = std::str::from_utf8(&t[pa..pb]).ok()?;
     (!generic::placeholder(pw)).then_some((pa, pb))
+}
+
+/// Where a credential header's name (`Authorization`, `Proxy-Authorization`,
+/// `Cookie`, `Set-Cookie`; any case) starts, if one ends just before the
+/// colon at `colon` (spaces allowed between).
+fn header_name_before(t: &[u8], colon: usize) -> Option<usize> {
+    let mut e = colon;
+    while e > 0 && matches!(t[e - 1], b' ' | b'\t') {
+        e -= 1;
+    }
+    for name in [&b"authorization"[..], b"cookie"] {
+        if e >= name.len() && t[e - name.len()..e].eq_ignore_ascii_case(name) {
+            return Some(e - name.len());
+        }
+    }
+    None
 }
 
 /// The value of an `Authorization:` / `Cookie:` header whose name was found at `s..e`.
