@@ -14,11 +14,15 @@
 
 pub mod agentbox;
 pub mod binaries;
+pub mod chart;
 pub mod config;
 pub mod containerd;
 pub mod cri;
 pub mod images;
+pub mod kubelet;
 pub mod leaks;
+pub mod node;
+pub mod node_image;
 pub mod testhost;
 pub mod util;
 
