@@ -170,11 +170,33 @@ impl ActivitySink {
     }
 }
 
-/// Argv as the audit log may show it with the built-in rules
-/// (`agentbox-secrets`, the redactor of exec argv too). The daemon passes
-/// the node policy's detector instead, so `[env] secret_rules` apply.
-pub fn redact_argv(argv: &[String]) -> Vec<String> {
-    agentbox_secrets::redact_argv(argv)
+/// The activity audit's redactor: the secret detector (`agentbox-secrets`,
+/// the redactor of exec argv too) on argv and on every path, working
+/// directory and socket address. The daemon passes the node policy's
+/// detector, so `[env] secret_rules` apply.
+pub enum SecretsRedactor {
+    /// The built-in rules.
+    Builtin,
+    /// The node config's policy: built-in rules plus `[env] secret_rules`.
+    Node(Arc<crate::config::Config>),
+}
+
+impl SecretsRedactor {
+    fn detector(&self) -> &agentbox_secrets::Detector {
+        match self {
+            SecretsRedactor::Builtin => agentbox_secrets::Detector::builtin(),
+            SecretsRedactor::Node(cfg) => cfg.policy.secrets(),
+        }
+    }
+}
+
+impl agentbox_activity::Redact for SecretsRedactor {
+    fn argv(&self, argv: &[String]) -> Vec<String> {
+        self.detector().redact_argv(argv)
+    }
+    fn text(&self, text: &str) -> String {
+        self.detector().redact_text(text)
+    }
 }
 
 fn read_loop(
