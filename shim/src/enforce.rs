@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use agentbox_policy::{Decision, Policy, RealHostFs, Report};
+use agentbox_policy::{Decision, HostFs, Policy, Report};
 use serde_json::{json, Map, Value};
 
 use crate::audit::{AuditLog, Subject};
@@ -65,7 +65,10 @@ fn report_json(report: &Report) -> Value {
 
 /// Rewrite `<bundle>/config.json` under `policy`, record the decision, and
 /// return the rewritten spec. The audit record is written before the spec so
-/// nothing runs unaudited.
+/// nothing runs unaudited. `host` answers the policy's questions about
+/// mount sources; `proceed` is asked once they are answered, before anything
+/// is recorded or written (false: the caller gave up waiting).
+#[allow(clippy::too_many_arguments)]
 pub fn enforce_bundle(
     policy: &Policy,
     audit: &AuditLog,
@@ -73,6 +76,8 @@ pub fn enforce_bundle(
     namespace: &str,
     id: &str,
     extra: Value,
+    host: &dyn HostFs,
+    proceed: &dyn Fn() -> bool,
 ) -> Result<Enforced, EnforceError> {
     let path = bundle.join("config.json");
     let shown = path.display().to_string();
@@ -93,7 +98,13 @@ pub fn enforce_bundle(
         .and_then(|v| v.get("annotations").and_then(Value::as_object).cloned());
     let subject = Subject::from_annotations(namespace, id, raw_annotations.as_ref());
 
-    let decision = match agentbox_policy::apply(policy, &bytes, &RealHostFs) {
+    let decision = agentbox_policy::apply(policy, &bytes, host);
+    if !proceed() {
+        return Err(EnforceError::Input(
+            "the host answered after agentbox gave up waiting".into(),
+        ));
+    }
+    let decision = match decision {
         Ok(d) => d,
         Err(e) => {
             let reason = e.to_string();

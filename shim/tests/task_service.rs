@@ -65,13 +65,9 @@ async fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
     write_exec(&dir.path().join("runsc"), FAKE_RUNSC);
     let events = Arc::new(Recorder::default());
-    let pod = Arc::new(Pod::new(
-        "k8s.io",
-        None,
-        events.clone(),
-        Arc::new(Reaper::new()),
-        None,
-    ));
+    let reaper = Arc::new(Reaper::scoped());
+    tokio::spawn(reaper.clone().run());
+    let pod = Arc::new(Pod::new("k8s.io", None, events.clone(), reaper, None));
     let task = attach(&pod, Arc::new(RunscTask::new(pod.clone())));
     let sock = dir.path().join("t.sock");
     let addr = format!("unix://{}", sock.display());

@@ -14,21 +14,30 @@ pub struct CleanupState {
     pub global_flags: Vec<String>,
     pub mask_proc_sys_net: bool,
     pub rootfs_mounted: bool,
+    /// `[runtime] runsc_timeout_seconds` (absent: written by an earlier release).
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_timeout() -> u64 {
+    crate::config::DEFAULT_RUNSC_TIMEOUT_SECONDS
 }
 
 impl CleanupState {
-    /// `runsc delete --force` and the rootfs unmounted; an error if runsc failed.
+    /// `runsc delete --force` and the rootfs unmounted; an error if runsc
+    /// failed or hung (it is then killed).
     pub fn cleanup(&self, flags: &Flags, bundle: &Path) -> Result<(), String> {
         let mut cmd = std::process::Command::new(&self.runsc);
         cmd.arg(format!("--root={}", self.root.display()));
         cmd.args(&self.global_flags);
         cmd.args(["delete", "--force", &flags.id]);
-        let result = match cmd.output() {
+        let limit = std::time::Duration::from_secs(self.timeout_seconds.max(1));
+        let result = match crate::output::run_bounded(&mut cmd, limit) {
             Ok(o) if !o.status.success() => Err(format!(
                 "runsc delete failed: {}",
                 super::summarize(&o.stderr)
             )),
-            Err(e) => Err(format!("cannot run runsc delete: {e}")),
+            Err(e) => Err(format!("runsc delete: {e}")),
             Ok(_) => Ok(()),
         };
         if self.rootfs_mounted {

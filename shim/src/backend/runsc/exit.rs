@@ -26,10 +26,7 @@ impl RunscTask {
             // init is only known to the sandbox: ask `runsc wait`.
             let from_reaper = pid > 0 && (!p.exec_id.is_empty() || c.is_sandbox_root());
             let status = if from_reaper {
-                match reaper.wait_exit(pid, None).await {
-                    Some(s) => s as u32,
-                    None => UNKNOWN_EXIT,
-                }
+                reaper.wait_exit(pid, p.since).await as u32
             } else {
                 match c.runsc.wait(&c.cli.wait(&c.id, None)).await {
                     Ok(s) => s as u32,
@@ -44,7 +41,9 @@ impl RunscTask {
     }
 }
 
-/// A process ended with `status`: record it once, audit, publish.
+/// A process ended with `status`: record it once, audit, publish. The end
+/// of a container's init cancels its lifetime timer (last: the timer itself
+/// may be what is finishing the container).
 pub(super) async fn finish(c: &Container, p: &Process, status: u32, events: &dyn EventSink) {
     if let Some(io) = p.take_io() {
         io.drain(DRAIN_TIMEOUT).await;
@@ -53,6 +52,13 @@ pub(super) async fn finish(c: &Container, p: &Process, status: u32, events: &dyn
     if !p.set_exited(status) {
         return;
     }
+    report(c, p, status, events).await;
+    if p.exec_id.is_empty() {
+        drop(c.lifetime.lock().unwrap().take());
+    }
+}
+
+async fn report(c: &Container, p: &Process, status: u32, events: &dyn EventSink) {
     tracing::info!(container = %c.id, exec = %p.exec_id, status, "process exited");
     let a = &c.admitted;
     // an OOM kill of the sandbox: TaskOOM first, so CRI says OOMKilled

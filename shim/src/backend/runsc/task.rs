@@ -21,7 +21,7 @@ use super::container::Container;
 use super::exit::finish;
 use super::io::StdioPaths;
 use super::process::{Phase, Process, UNKNOWN_EXIT};
-use super::{internal, not_found, status, RUNSC_TIMEOUT};
+use super::{internal, not_found, status};
 use crate::backend::Control;
 use crate::events;
 use crate::pod::{BundleState, Pod};
@@ -61,10 +61,49 @@ impl Control for RunscTask {
     async fn kill(&self, id: &str, signal: u32, all: bool) -> Result<(), String> {
         let c = self.get(id).await.map_err(|e| e.to_string())?;
         c.runsc
-            .output(&c.cli.kill(&c.id, signal, all, None), RUNSC_TIMEOUT)
+            .output(&c.cli.kill(&c.id, signal, all, None))
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
+    }
+
+    async fn force_delete(&self, id: &str) -> Result<(), String> {
+        let c = self.get(id).await.map_err(|e| e.to_string())?;
+        let mut result = c
+            .runsc
+            .output(&c.cli.delete(&c.id, true))
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        if result.is_err() && !c.is_sandbox_root() {
+            // runsc cannot reach the subcontainer: the sandbox itself is
+            // stuck, and ending it is the only way to end the container
+            if let Some(root) = self.sandbox_root().await {
+                tracing::error!(container = %c.id, sandbox = %root.id, "deleting the stuck sandbox by force");
+                result = root
+                    .runsc
+                    .output(&root.cli.delete(&root.id, true))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+            }
+        }
+        if result.is_ok() {
+            finish(&c, &c.init, UNKNOWN_EXIT, self.pod.events.as_ref()).await;
+        }
+        result
+    }
+}
+
+impl RunscTask {
+    /// The container that is the pod's runsc sandbox.
+    async fn sandbox_root(&self) -> Option<Arc<Container>> {
+        self.containers
+            .lock()
+            .await
+            .values()
+            .find(|c| c.is_sandbox_root())
+            .cloned()
     }
 }
 
@@ -75,6 +114,11 @@ impl Task for RunscTask {
         _ctx: &TtrpcContext,
         req: CreateTaskRequest,
     ) -> ttrpc::Result<CreateTaskResponse> {
+        // one Create per id at a time: a second one must not touch the first's sandbox
+        let _reserved = self
+            .pod
+            .reserve(&req.id)
+            .map_err(|e| status(Code::ALREADY_EXISTS, e))?;
         if self.containers.lock().await.contains_key(&req.id) {
             return Err(status(
                 Code::ALREADY_EXISTS,
@@ -126,14 +170,19 @@ impl Task for RunscTask {
             ));
         }
         if req.exec_id.is_empty() {
+            // the pod's lifetime: refused once it is over
+            let lifetime = self
+                .pod
+                .start_lifetime(c.admitted.clone())
+                .map_err(|e| status(Code::FAILED_PRECONDITION, e))?;
             let stdio = c.start_stdio.lock().unwrap().take().unwrap_or_default();
             c.runsc
-                .run_with_stdio(&c.cli.start(&c.id), stdio, Some(&c.log), RUNSC_TIMEOUT)
+                .run_with_stdio(&c.cli.start(&c.id), stdio, Some(&c.log))
                 .await
                 .map_err(internal)?;
             p.set_phase(Phase::Running);
+            *c.lifetime.lock().unwrap() = lifetime;
             self.spawn_waiter(c.clone(), p.clone());
-            *c.lifetime.lock().unwrap() = self.pod.spawn_lifetime(c.admitted.clone());
             events::send(
                 self.pod.events.as_ref(),
                 TaskStart {
@@ -178,6 +227,7 @@ impl Task for RunscTask {
                 ));
             }
             c.execs.lock().unwrap().remove(&req.exec_id);
+            self.pod.reaper.forget(p.pid() as i32);
             if let Some(io) = p.take_io() {
                 io.shutdown();
             }
@@ -191,11 +241,7 @@ impl Task for RunscTask {
         }
         let p = c.init.clone();
         // force: also tears down a sandbox whose init is gone
-        if let Err(e) = c
-            .runsc
-            .output(&c.cli.delete(&c.id, true), RUNSC_TIMEOUT)
-            .await
-        {
+        if let Err(e) = c.runsc.output(&c.cli.delete(&c.id, true)).await {
             tracing::warn!(container = %c.id, error = %e, "runsc delete failed");
         }
         if p.phase() != Phase::Stopped {
@@ -210,9 +256,8 @@ impl Task for RunscTask {
                 io.shutdown();
             }
         }
-        if let Some(h) = c.lifetime.lock().unwrap().take() {
-            h.abort();
-        }
+        drop(c.lifetime.lock().unwrap().take());
+        self.pod.reaper.forget(p.pid() as i32);
         c.start_stdio.lock().unwrap().take();
         if c.rootfs_mounted {
             unmount_rootfs(&c.bundle);
@@ -341,7 +386,7 @@ impl Task for RunscTask {
             Phase::Created if req.exec_id.is_empty() => {
                 // never started: tear it down; the exit is reported by delete
                 c.runsc
-                    .output(&c.cli.delete(&c.id, true), RUNSC_TIMEOUT)
+                    .output(&c.cli.delete(&c.id, true))
                     .await
                     .map_err(internal)?;
                 finish(&c, &p, 128 + req.signal, self.pod.events.as_ref()).await;
@@ -361,7 +406,7 @@ impl Task for RunscTask {
                 .ok_or_else(|| status(Code::FAILED_PRECONDITION, "exec has no pid yet"))?;
             c.cli.kill(&c.id, req.signal, false, Some(pid))
         };
-        match c.runsc.output(&argv, RUNSC_TIMEOUT).await {
+        match c.runsc.output(&argv).await {
             Ok(_) => Ok(Empty::new()),
             Err(e) if p.phase() == Phase::Stopped => Err(status(
                 Code::NOT_FOUND,
@@ -373,11 +418,7 @@ impl Task for RunscTask {
 
     async fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> ttrpc::Result<PidsResponse> {
         let c = self.get(&req.id).await?;
-        let out = c
-            .runsc
-            .output(&c.cli.ps(&c.id), RUNSC_TIMEOUT)
-            .await
-            .map_err(internal)?;
+        let out = c.runsc.output(&c.cli.ps(&c.id)).await.map_err(internal)?;
         let pids =
             super::parse_ps(&out).ok_or_else(|| internal("runsc ps printed unreadable output"))?;
         Ok(PidsResponse {
@@ -395,7 +436,7 @@ impl Task for RunscTask {
     async fn pause(&self, _ctx: &TtrpcContext, req: PauseRequest) -> ttrpc::Result<Empty> {
         let c = self.get(&req.id).await?;
         c.runsc
-            .output(&c.cli.pause(&c.id, true), RUNSC_TIMEOUT)
+            .output(&c.cli.pause(&c.id, true))
             .await
             .map_err(internal)?;
         c.init.set_phase(Phase::Paused);
@@ -405,7 +446,7 @@ impl Task for RunscTask {
     async fn resume(&self, _ctx: &TtrpcContext, req: ResumeRequest) -> ttrpc::Result<Empty> {
         let c = self.get(&req.id).await?;
         c.runsc
-            .output(&c.cli.pause(&c.id, false), RUNSC_TIMEOUT)
+            .output(&c.cli.pause(&c.id, false))
             .await
             .map_err(internal)?;
         c.init.set_phase(Phase::Running);
@@ -436,13 +477,7 @@ impl Task for RunscTask {
 
     async fn update(&self, _ctx: &TtrpcContext, req: UpdateTaskRequest) -> ttrpc::Result<Empty> {
         let c = self.get(&req.id).await?;
-        // gVisor applies cgroup limits to the whole sandbox from outside; the
-        // runsc of Debian 12 has no `update`. Accept and record, so kubelet's
-        // resource updates do not fail the pod.
-        let a = &c.admitted;
-        let _ = a
-            .audit
-            .record("update", &a.subject, json!({"applied": false}));
+        self.update_resources(&c, &req).await?;
         Ok(Empty::new())
     }
 
@@ -450,7 +485,7 @@ impl Task for RunscTask {
         let c = self.get(&req.id).await?;
         let out = c
             .runsc
-            .output(&c.cli.stats(&c.id), RUNSC_TIMEOUT)
+            .output(&c.cli.stats(&c.id))
             .await
             .map_err(internal)?;
         let metrics = super::stats::metrics_from_runsc(&out).map_err(internal)?;
