@@ -370,7 +370,17 @@ impl Task for ForwardTask {
                 drop(t.lifetime.lock().unwrap().take());
             }
         }
-        let resp: DeleteResponse = self.delegate.call(ctx.timeout_nano, "Delete", &req).await?;
+        let resp: ttrpc::Result<DeleteResponse> =
+            self.delegate.call(ctx.timeout_nano, "Delete", &req).await;
+        // NotFound: the delegate has no such task (any more); neither has agentbox
+        let gone = match &resp {
+            Ok(_) => true,
+            Err(ttrpc::Error::RpcStatus(s)) => s.code() == Code::NOT_FOUND,
+            Err(_) => false,
+        };
+        if !gone {
+            return resp;
+        }
         if req.exec_id.is_empty() {
             if let Some(t) = self.containers.lock().await.remove(&req.id) {
                 // cleaned up: containerd's `delete` action has nothing left to do
@@ -384,7 +394,7 @@ impl Task for ForwardTask {
                 .unwrap()
                 .remove(&(req.id.clone(), req.exec_id.clone()));
         }
-        Ok(resp)
+        resp
     }
 
     async fn connect(
