@@ -14,11 +14,14 @@
 //!   bounded table whose oldest entries go first.
 //!
 //! Nothing polls: a waiting process costs one map entry, not a scan of
-//! `/proc`. In-process tests share their process with other tests' children,
-//! so [`Reaper::scoped`] reaps only the pids it registered.
+//! `/proc`. The SIGCHLD loop starts with the first child. Only the daemon
+//! reaps every child ([`Reaper::daemon`]); in-process tests share their
+//! process with other tests' children, so [`Reaper::new`] reaps only the
+//! pids it registered.
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,7 +44,9 @@ enum Mode {
 #[derive(Debug)]
 pub struct Reaper {
     mode: Mode,
-    inner: Mutex<Inner>,
+    inner: Arc<Mutex<Inner>>,
+    /// Whether the SIGCHLD loop runs.
+    looping: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -83,25 +88,60 @@ fn code(ws: WaitStatus) -> Option<(i32, i32)> {
     }
 }
 
+fn lock(inner: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
+    inner.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Reaper {
-    /// The daemon's reaper: reaps every child of the process.
-    pub fn new() -> Reaper {
-        Reaper {
-            mode: Mode::All,
-            inner: Mutex::default(),
-        }
+    /// The daemon's reaper: reaps every child of the process (the daemon
+    /// is a subreaper: runsc's orphans are its children).
+    pub fn daemon() -> Reaper {
+        Reaper::with_mode(Mode::All)
     }
 
-    /// A reaper that only reaps the pids registered with it (in-process tests).
-    pub fn scoped() -> Reaper {
+    /// A reaper that only reaps the pids registered with it (in-process
+    /// tests, whose process has other children).
+    pub fn new() -> Reaper {
+        Reaper::with_mode(Mode::Scoped)
+    }
+
+    fn with_mode(mode: Mode) -> Reaper {
         Reaper {
-            mode: Mode::Scoped,
-            inner: Mutex::default(),
+            mode,
+            inner: Arc::default(),
+            looping: AtomicBool::new(false),
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.inner)
+    }
+
+    /// Start the SIGCHLD loop, once (inside a tokio runtime).
+    fn ensure_loop(&self) {
+        if self.looping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (inner, mode) = (self.inner.clone(), self.mode);
+        tokio::spawn(async move {
+            let mut sig = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGCHLD; children will not be reaped");
+                    return;
+                }
+            };
+            loop {
+                // first round: a child that exited before the handler was installed
+                for (pid, status) in reap(&inner, mode) {
+                    tracing::debug!(pid, status, "reaped");
+                }
+                if sig.recv().await.is_none() {
+                    return;
+                }
+            }
+        });
     }
 
     /// Spawn a command; its status arrives through the returned watch. The
@@ -110,16 +150,12 @@ impl Reaper {
         &self,
         cmd: &mut std::process::Command,
     ) -> std::io::Result<(std::process::Child, ExitWatch)> {
+        self.ensure_loop();
         let mut g = self.lock();
         let child = cmd.spawn()?;
         let pid = child.id() as i32;
         let (tx, rx) = oneshot::channel();
         g.waiters.insert(pid, tx);
-        drop(g);
-        if self.mode == Mode::Scoped {
-            // the child may have exited before it was registered
-            self.reap();
-        }
         Ok((child, ExitWatch { pid, rx }))
     }
 
@@ -153,6 +189,7 @@ impl Reaper {
         if pid <= 0 {
             return UNKNOWN;
         }
+        self.ensure_loop();
         let rx = {
             let mut g = self.lock();
             if let Some(i) = g.recent.iter().position(|(p, _, _)| *p == pid) {
@@ -171,9 +208,8 @@ impl Reaper {
         };
         match rx {
             Some(rx) => {
-                if self.mode == Mode::Scoped {
-                    self.reap();
-                }
+                // it may have exited before it was registered
+                reap(&self.inner, self.mode);
                 rx.await.unwrap_or(UNKNOWN)
             }
             None => {
@@ -188,45 +224,9 @@ impl Reaper {
         self.lock().waiters.remove(&pid);
     }
 
-    /// Reap what exited and hand each status to its waiter. Returns the
-    /// statuses reaped.
+    /// Reap what exited and hand each status to its waiter; the statuses.
     pub fn reap(&self) -> Vec<(i32, i32)> {
-        let mut g = self.lock();
-        let mut reaped = Vec::new();
-        match self.mode {
-            Mode::All => loop {
-                match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                    Ok(WaitStatus::StillAlive) | Err(_) => break,
-                    Ok(ws) => reaped.extend(code(ws)),
-                }
-            },
-            Mode::Scoped => {
-                let pids: Vec<i32> = g.waiters.keys().copied().collect();
-                for pid in pids {
-                    match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
-                        Ok(WaitStatus::StillAlive) => {}
-                        Ok(ws) => reaped.extend(code(ws)),
-                        // not our child (any more): nothing will ever report it
-                        Err(_) => reaped.push((pid, UNKNOWN)),
-                    }
-                }
-            }
-        }
-        let now = Instant::now();
-        for &(pid, status) in &reaped {
-            match g.waiters.remove(&pid) {
-                Some(tx) => {
-                    let _ = tx.send(status);
-                }
-                None => {
-                    if g.recent.len() >= RECENT {
-                        g.recent.pop_front();
-                    }
-                    g.recent.push_back((pid, status, now));
-                }
-            }
-        }
-        reaped
+        reap(&self.inner, self.mode)
     }
 
     /// How many pids are waited for and how many unclaimed statuses are kept.
@@ -235,23 +235,51 @@ impl Reaper {
         (g.waiters.len(), g.recent.len())
     }
 
-    /// Run forever: reap on every SIGCHLD.
+    /// Reap on every SIGCHLD, forever (the loop also starts by itself with
+    /// the first child).
     pub async fn run(self: Arc<Self>) {
-        let mut sig = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGCHLD; children will not be reaped");
-                return;
+        self.ensure_loop();
+        std::future::pending::<()>().await
+    }
+}
+
+fn reap(inner: &Mutex<Inner>, mode: Mode) -> Vec<(i32, i32)> {
+    let mut g = lock(inner);
+    let mut reaped = Vec::new();
+    match mode {
+        Mode::All => loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(ws) => reaped.extend(code(ws)),
             }
-        };
-        // a child that exited before the handler was installed
-        self.reap();
-        while sig.recv().await.is_some() {
-            for (pid, status) in self.reap() {
-                tracing::debug!(pid, status, "reaped");
+        },
+        Mode::Scoped => {
+            let pids: Vec<i32> = g.waiters.keys().copied().collect();
+            for pid in pids {
+                match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::StillAlive) => {}
+                    Ok(ws) => reaped.extend(code(ws)),
+                    // not our child (any more): nothing will ever report it
+                    Err(_) => reaped.push((pid, UNKNOWN)),
+                }
             }
         }
     }
+    let now = Instant::now();
+    for &(pid, status) in &reaped {
+        match g.waiters.remove(&pid) {
+            Some(tx) => {
+                let _ = tx.send(status);
+            }
+            None => {
+                if g.recent.len() >= RECENT {
+                    g.recent.pop_front();
+                }
+                g.recent.push_back((pid, status, now));
+            }
+        }
+    }
+    reaped
 }
 
 /// The parent of `pid` from `/proc/PID/stat`.
@@ -308,8 +336,7 @@ mod tests {
 
     #[tokio::test]
     async fn spawned_children_get_their_status() {
-        let r = Arc::new(Reaper::scoped());
-        tokio::spawn(r.clone().run());
+        let r = Arc::new(Reaper::new());
         let (_c, mut w) = r
             .spawn(std::process::Command::new("sh").args(["-c", "exit 7"]))
             .unwrap();
@@ -328,7 +355,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_pid_that_is_not_our_child_is_watched_through_a_pidfd() {
-        let r = Reaper::scoped();
+        let r = Reaper::new();
         // pid 1 is nobody's child here; a pid that does not exist ends at once
         let s = tokio::time::timeout(
             Duration::from_secs(5),

@@ -50,7 +50,7 @@ fn exec_pid(e: &Env, exec_id: &str) -> i32 {
 #[tokio::test]
 async fn a_started_exec_that_fails_later_is_killed() {
     agentbox_shim::reaper_setup().expect("subreaper");
-    let e = env_with(None, Arc::new(Reaper::new())).await;
+    let e = env_with(None, Arc::new(Reaper::daemon())).await;
     e.create("c1").await.unwrap();
     e.start("c1").await.unwrap();
 

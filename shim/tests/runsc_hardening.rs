@@ -83,7 +83,7 @@ async fn a_hung_host_lookup_fails_closed_and_blocks_nothing_else() {
     });
     let e = env_with(
         Some((host, Duration::from_secs(3))),
-        Arc::new(Reaper::scoped()),
+        Arc::new(Reaper::new()),
     )
     .await;
     let hung = e.bundle_with(

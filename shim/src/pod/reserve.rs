@@ -53,7 +53,7 @@ mod tests {
             "ns",
             None,
             Arc::new(crate::events::Recorder::default()),
-            Arc::new(crate::reaper::Reaper::scoped()),
+            Arc::new(crate::reaper::Reaper::new()),
             None,
         );
         let r = pod.reserve("c1").unwrap();

@@ -88,7 +88,7 @@ pub fn write_exec(path: &Path, text: &str) {
 
 /// An Env with the default host and reaper.
 pub async fn env() -> Env {
-    env_with(None, Arc::new(Reaper::scoped())).await
+    env_with(None, Arc::new(Reaper::new())).await
 }
 
 /// An Env whose policy looks at `host` (bounded by `timeout`) and whose

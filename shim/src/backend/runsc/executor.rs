@@ -280,7 +280,7 @@ mod tests {
                 log: None,
             },
             mask_proc_sys_net: false,
-            reaper: Arc::new(Reaper::scoped()),
+            reaper: Arc::new(Reaper::new()),
             timeout: Duration::from_secs(5),
         };
         tokio::spawn(r.reaper.clone().run());
@@ -312,7 +312,7 @@ mod tests {
             .unwrap();
         let gone = async {
             while std::fs::read_to_string(format!("/proc/{bg}/stat"))
-                .is_ok_and(|s| !crate::reaper::parse_stat(&s).is_some_and(|(st, _)| st == 'Z'))
+                .is_ok_and(|s| crate::reaper::parse_stat(&s).is_none_or(|(st, _)| st != 'Z'))
             {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
