@@ -123,6 +123,13 @@ fn pod_with_two_containers_under_one_gvisor_sandbox() {
             .unwrap()
             .iter()
             .any(|c| c["target"] == "GITHUB_TOKEN")));
+    // every record of the pod names it fully: namespace, pod, sandbox, profile
+    for r in &created {
+        assert_eq!(r["pod_namespace"], "team-a", "{r:#}");
+        assert_eq!(r["sandbox_id"], pod.id.as_str(), "{r:#}");
+        assert_eq!(r["profile"], "sensitive", "{r:#}");
+        assert_eq!(r["namespace"], K8S_NAMESPACE, "{r:#}");
+    }
 
     for id in [&ida, &idb] {
         cri.stop_container(id, Duration::from_secs(5))
@@ -281,11 +288,15 @@ fn refused_container_never_runs() {
         "a process runs for the refused container"
     );
     let recs = audit(cfg.path());
-    assert!(
-        recs.iter()
-            .any(|r| r["event"] == "reject" && r["container"] == "agent"),
-        "{recs:#?}"
-    );
+    let rejects: Vec<_> = recs
+        .iter()
+        .filter(|r| r["event"] == "reject" && r["container"] == "agent")
+        .collect();
+    assert_eq!(rejects.len(), 1, "{recs:#?}");
+    // the record says why, as the error did
+    let reason = rejects[0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("/data"), "{:#}", rejects[0]);
+    assert_eq!(rejects[0]["pod_namespace"], "team-d");
     let _ = cri.remove_container(&id);
     cri.stop_pod(&pod.id).expect("StopPodSandbox");
     cri.remove_pod(&pod.id).expect("RemovePodSandbox");
