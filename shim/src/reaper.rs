@@ -51,8 +51,9 @@ pub struct Reaper {
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// Children someone waits for, and where their status goes.
-    waiters: HashMap<i32, oneshot::Sender<i32>>,
+    /// Children someone waits for, and where their status goes (a pid may
+    /// have several waiters).
+    waiters: HashMap<i32, Vec<oneshot::Sender<i32>>>,
     /// Statuses of children nobody registered yet, newest last.
     recent: VecDeque<(i32, i32, Instant)>,
 }
@@ -155,7 +156,7 @@ impl Reaper {
         let child = cmd.spawn()?;
         let pid = child.id() as i32;
         let (tx, rx) = oneshot::channel();
-        g.waiters.insert(pid, tx);
+        g.waiters.entry(pid).or_default().push(tx);
         Ok((child, ExitWatch { pid, rx }))
     }
 
@@ -200,7 +201,7 @@ impl Reaper {
             }
             if parent_of(pid) == Some(std::process::id() as i32) {
                 let (tx, rx) = oneshot::channel();
-                g.waiters.insert(pid, tx);
+                g.waiters.entry(pid).or_default().push(tx);
                 Some(rx)
             } else {
                 None
@@ -217,11 +218,6 @@ impl Reaper {
                 UNKNOWN
             }
         }
-    }
-
-    /// Stop waiting for `pid` (its container is gone).
-    pub fn forget(&self, pid: i32) {
-        self.lock().waiters.remove(&pid);
     }
 
     /// Reap what exited and hand each status to its waiter; the statuses.
@@ -268,8 +264,10 @@ fn reap(inner: &Mutex<Inner>, mode: Mode) -> Vec<(i32, i32)> {
     let now = Instant::now();
     for &(pid, status) in &reaped {
         match g.waiters.remove(&pid) {
-            Some(tx) => {
-                let _ = tx.send(status);
+            Some(txs) => {
+                for tx in txs {
+                    let _ = tx.send(status);
+                }
             }
             None => {
                 if g.recent.len() >= RECENT {
@@ -351,6 +349,29 @@ mod tests {
         assert_eq!(w.status().await, 128 + libc::SIGKILL);
         assert_eq!(r.sizes(), (0, 0), "nothing left behind");
         assert!(!r.kill_group(w.pid), "a reaped pid is never signalled");
+    }
+
+    #[tokio::test]
+    async fn every_waiter_of_a_pid_gets_its_status() {
+        // a sandbox's pid is waited for by its container and may be by others
+        let r = Arc::new(Reaper::new());
+        let child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let since = Instant::now();
+        let (a, b) = (r.clone(), r.clone());
+        let wa = tokio::spawn(async move { a.wait_exit(pid, since).await });
+        let wb = tokio::spawn(async move { b.wait_exit(pid, since).await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !wa.is_finished() && !wb.is_finished(),
+            "no status before the exit"
+        );
+        nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM).unwrap();
+        let (sa, sb) = tokio::join!(wa, wb);
+        assert_eq!((sa.unwrap(), sb.unwrap()), (128 + 15, 128 + 15));
     }
 
     #[tokio::test]

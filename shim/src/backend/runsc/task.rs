@@ -69,23 +69,29 @@ impl Control for RunscTask {
 
     async fn force_delete(&self, id: &str) -> Result<(), String> {
         let c = self.get(id).await.map_err(|e| e.to_string())?;
-        let mut result = c
-            .runsc
-            .output(&c.cli.delete(&c.id, true))
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string());
-        if result.is_err() && !c.is_sandbox_root() {
-            // runsc cannot reach the subcontainer: the sandbox itself is
-            // stuck, and ending it is the only way to end the container
-            if let Some(root) = self.sandbox_root().await {
-                tracing::error!(container = %c.id, sandbox = %root.id, "deleting the stuck sandbox by force");
-                result = root
-                    .runsc
-                    .output(&root.cli.delete(&root.id, true))
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string());
+        let delete = |c: Arc<Container>| async move {
+            c.runsc
+                .output(&c.cli.delete(&c.id, true))
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        let mut result = delete(c.clone()).await;
+        if result.is_err() {
+            // runsc cannot reach the sandbox (hung, stopped): end the sandbox
+            // process on the host, which ends every container in it
+            let root = match c.is_sandbox_root() {
+                true => Some(c.clone()),
+                false => self.sandbox_root().await,
+            };
+            let pid = root.map(|r| r.init.pid() as i32).unwrap_or(0);
+            if pid > 1 && self.pod.reaper.kill_child(pid) {
+                tracing::error!(container = %c.id, pid, "runsc cannot delete the container; killed its sandbox");
+                // runsc's own state goes now that nothing in it answers
+                if let Err(e) = delete(c.clone()).await {
+                    tracing::warn!(container = %c.id, error = %e, "runsc delete after the kill");
+                }
+                result = Ok(());
             }
         }
         if result.is_ok() {
@@ -227,7 +233,6 @@ impl Task for RunscTask {
                 ));
             }
             c.execs.lock().unwrap().remove(&req.exec_id);
-            self.pod.reaper.forget(p.pid() as i32);
             if let Some(io) = p.take_io() {
                 io.shutdown();
             }
@@ -257,7 +262,6 @@ impl Task for RunscTask {
             }
         }
         drop(c.lifetime.lock().unwrap().take());
-        self.pod.reaper.forget(p.pid() as i32);
         c.start_stdio.lock().unwrap().take();
         if c.rootfs_mounted {
             unmount_rootfs(&c.bundle);
