@@ -355,6 +355,8 @@ mod tests {
     async fn every_waiter_of_a_pid_gets_its_status() {
         // a sandbox's pid is waited for by its container and may be by others
         let r = Arc::new(Reaper::new());
+        // reaped by the reaper, not by std
+        #[allow(clippy::zombie_processes)]
         let child = std::process::Command::new("sleep")
             .arg("30")
             .spawn()
