@@ -52,6 +52,35 @@ async fn a_second_create_for_an_id_being_created_is_refused() {
     e.client.create(ctx(), &req).await.expect("re-created");
 }
 
+/// containerd going away in the middle of a Create (ttrpc then drops the
+/// call) does not leave it half done: the container is created and tracked,
+/// and a restarted containerd asking for its state is answered once the
+/// Create settled, so it can delete it.
+#[tokio::test]
+async fn a_create_whose_caller_went_away_completes_and_is_tracked() {
+    let e = env().await;
+    let sock = format!("unix://{}", e.path().join("t.sock").display());
+    let b = e.bundle("slow2");
+    let req = e.create_req("slow2", &b);
+    {
+        let gone = containerd_shim_protos::shim_async::TaskClient::new(
+            containerd_shim_protos::ttrpc::r#async::Client::connect(&sock)
+                .await
+                .unwrap(),
+        );
+        let call = gone.create(ctx(), &req);
+        // containerd dies a moment into the Create
+        let _ = tokio::time::timeout(Duration::from_millis(300), call).await;
+    }
+    let st = e
+        .state("slow2")
+        .await
+        .expect("the Create settled and is tracked");
+    assert_eq!(st.status.value(), Status::CREATED as i32);
+    e.delete("slow2").await.expect("and can be deleted");
+    assert!(e.calls().contains("delete --force slow2"));
+}
+
 /// A host that hangs on one path (a dead network filesystem).
 struct HangingHost {
     released: Arc<(Mutex<bool>, Condvar)>,

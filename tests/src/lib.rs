@@ -19,6 +19,7 @@ pub mod containerd;
 pub mod cri;
 pub mod images;
 pub mod leaks;
+pub mod soak;
 pub mod util;
 
 pub use binaries::{Binaries, ContainerdVersion};

@@ -12,7 +12,8 @@ use serde_json::{json, Value};
 use super::cleanup::{unmount_rootfs, CleanupState};
 use super::io::{ConsoleSocket, ProcessIo, StdioPaths};
 use super::process::Process;
-use super::{not_found, Runsc, RunscTask};
+use super::task::Core;
+use super::{not_found, Runsc};
 use crate::backend::BackendState;
 use crate::pod::{Admitted, BundleState, LifetimeGuard};
 
@@ -60,7 +61,7 @@ impl Container {
     }
 }
 
-impl RunscTask {
+impl Core {
     fn runsc_for(
         &self,
         cfg: &crate::config::Config,

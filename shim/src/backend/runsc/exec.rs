@@ -10,7 +10,8 @@ use serde_json::Value;
 use super::container::{console_socket_path, Container};
 use super::io::{ConsoleSocket, ProcessIo};
 use super::process::{Phase, Process};
-use super::{internal, status, RunscTask};
+use super::task::Core;
+use super::{internal, status};
 use crate::enforce;
 
 /// An exec id as a file name: safe characters only, bounded.
@@ -28,7 +29,7 @@ fn file_safe(exec_id: &str) -> String {
         .collect()
 }
 
-impl RunscTask {
+impl Core {
     pub(super) async fn start_exec(
         &self,
         c: &Arc<Container>,

@@ -71,11 +71,21 @@ struct MaskArgs {
 
 impl Runsc {
     /// A runsc command in its own process group, so a timeout kills
-    /// whatever it started with it.
+    /// whatever it started with it, and killed if the daemon dies (a
+    /// `runsc create` must not finish a sandbox nobody will ever delete).
     fn command(&self, argv: &Argv) -> std::process::Command {
         let mut cmd = std::process::Command::new(&argv.program);
         cmd.args(&argv.args);
         cmd.process_group(0);
+        // SAFETY: prctl with integer arguments is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         if self.mask_proc_sys_net {
             let m = MaskArgs {
                 root: CString::new("/").unwrap(),

@@ -9,10 +9,11 @@ use serde_json::json;
 
 use super::container::Container;
 use super::process::{Process, UNKNOWN_EXIT};
-use super::{RunscTask, DRAIN_TIMEOUT};
+use super::task::Core;
+use super::DRAIN_TIMEOUT;
 use crate::events::{self, EventSink};
 
-impl RunscTask {
+impl Core {
     /// Watch a process until it exits: `runsc wait` or the reaper, then `finish`.
     pub(super) fn spawn_waiter(&self, c: Arc<Container>, p: Arc<Process>) {
         let events = self.pod.events.clone();

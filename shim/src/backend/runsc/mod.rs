@@ -4,7 +4,8 @@
 //! created in it as a subcontainer (runsc reads the CRI annotations of the
 //! spec to decide).
 //!
-//! Layout: `task` (the Task service), `container` (Create: rootfs and
+//! Layout: `task` (the Task service), `lifecycle` (Create, Start, Delete),
+//! `container` (Create: rootfs and
 //! `runsc create`), `exec` (exec'd processes), `exit` (waiting for exits and
 //! reporting them), `cli` (runsc's command lines) and `executor` (running
 //! them), `io` (FIFOs, pipes, terminals), `process`, `oom`, `stats`,
@@ -18,6 +19,7 @@ mod exec;
 pub mod executor;
 mod exit;
 pub mod io;
+mod lifecycle;
 pub mod oom;
 pub mod process;
 pub mod stats;

@@ -6,9 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use containerd_shim_protos::api::{self, *};
-use containerd_shim_protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskIO, TaskStart,
-};
+use containerd_shim_protos::events::task::TaskExecAdded;
 use containerd_shim_protos::protobuf::well_known_types::empty::Empty;
 use containerd_shim_protos::protobuf::MessageField;
 use containerd_shim_protos::shim_async::Task;
@@ -16,7 +14,6 @@ use containerd_shim_protos::ttrpc::{self, r#async::TtrpcContext, Code};
 use serde_json::json;
 use tokio::sync::Mutex;
 
-use super::cleanup::unmount_rootfs;
 use super::container::Container;
 use super::exit::finish;
 use super::io::StdioPaths;
@@ -24,22 +21,57 @@ use super::process::{Phase, Process, UNKNOWN_EXIT};
 use super::{internal, not_found, status};
 use crate::backend::Control;
 use crate::events;
-use crate::pod::{BundleState, Pod};
+use crate::pod::Pod;
 
-pub struct RunscTask {
+/// How long a call waits for a Create of its container that is in flight.
+const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// What the backend's work needs, cheap to clone into a task of its own.
+#[derive(Clone)]
+pub struct Core {
     pub(super) pod: Arc<Pod>,
-    containers: Mutex<HashMap<String, Arc<Container>>>,
+    pub(super) containers: Arc<Mutex<HashMap<String, Arc<Container>>>>,
+}
+
+/// The runsc backend's Task service.
+pub struct RunscTask {
+    core: Core,
+}
+
+impl std::ops::Deref for RunscTask {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
+    }
 }
 
 impl RunscTask {
     pub fn new(pod: Arc<Pod>) -> RunscTask {
         RunscTask {
-            pod,
-            containers: Mutex::new(HashMap::new()),
+            core: Core {
+                pod,
+                containers: Arc::new(Mutex::new(HashMap::new())),
+            },
         }
     }
+}
 
-    async fn get(&self, id: &str) -> Result<Arc<Container>, ttrpc::Error> {
+/// Run a call's work in a task of its own: containerd going away mid-call
+/// (ttrpc then drops the call) must not leave a Create, Start or Delete half
+/// done — a mounted rootfs, a sandbox nobody tracks, a start never watched.
+async fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = ttrpc::Result<T>> + Send + 'static,
+) -> ttrpc::Result<T> {
+    tokio::spawn(work).await.map_err(internal)?
+}
+
+impl Core {
+    pub(super) async fn get(&self, id: &str) -> Result<Arc<Container>, ttrpc::Error> {
+        if let Some(c) = self.containers.lock().await.get(id) {
+            return Ok(c.clone());
+        }
+        // a Create in flight: answer once it settled
+        self.pod.settled(id, SETTLE_WAIT).await;
         self.containers
             .lock()
             .await
@@ -101,7 +133,7 @@ impl Control for RunscTask {
     }
 }
 
-impl RunscTask {
+impl Core {
     /// The container that is the pod's runsc sandbox.
     async fn sandbox_root(&self) -> Option<Arc<Container>> {
         self.containers
@@ -120,102 +152,13 @@ impl Task for RunscTask {
         _ctx: &TtrpcContext,
         req: CreateTaskRequest,
     ) -> ttrpc::Result<CreateTaskResponse> {
-        // one Create per id at a time: a second one must not touch the first's sandbox
-        let _reserved = self
-            .pod
-            .reserve(&req.id)
-            .map_err(|e| status(Code::ALREADY_EXISTS, e))?;
-        if self.containers.lock().await.contains_key(&req.id) {
-            return Err(status(
-                Code::ALREADY_EXISTS,
-                format!("container {} already exists", req.id),
-            ));
-        }
-        let c = match self.do_create(&req).await {
-            Ok(c) => c,
-            Err(msg) => {
-                tracing::error!(container = %req.id, error = %msg, "create failed");
-                return Err(status(Code::FAILED_PRECONDITION, msg));
-            }
-        };
-        let pid = c.init.pid();
-        self.containers.lock().await.insert(c.id.clone(), c.clone());
-        self.pod.worked();
-        events::send(
-            self.pod.events.as_ref(),
-            TaskCreate {
-                container_id: req.id.clone(),
-                bundle: req.bundle.clone(),
-                rootfs: req.rootfs.clone(),
-                io: MessageField::some(TaskIO {
-                    stdin: req.stdin.clone(),
-                    stdout: req.stdout.clone(),
-                    stderr: req.stderr.clone(),
-                    terminal: req.terminal,
-                    ..Default::default()
-                }),
-                checkpoint: req.checkpoint.clone(),
-                pid,
-                ..Default::default()
-            },
-        )
-        .await;
-        Ok(CreateTaskResponse {
-            pid,
-            ..Default::default()
-        })
+        let core = self.core.clone();
+        detached(async move { core.create(req).await }).await
     }
 
     async fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
-        let c = self.get(&req.id).await?;
-        let p = c.process(&req.exec_id)?;
-        if p.phase() != Phase::Created {
-            return Err(status(
-                Code::FAILED_PRECONDITION,
-                format!("process {} is not in the created state", req.id),
-            ));
-        }
-        if req.exec_id.is_empty() {
-            // the pod's lifetime: refused once it is over
-            let lifetime = self
-                .pod
-                .start_lifetime(c.admitted.clone())
-                .map_err(|e| status(Code::FAILED_PRECONDITION, e))?;
-            let stdio = c.start_stdio.lock().unwrap().take().unwrap_or_default();
-            c.runsc
-                .run_with_stdio(&c.cli.start(&c.id), stdio, Some(&c.log))
-                .await
-                .map_err(internal)?;
-            p.set_phase(Phase::Running);
-            *c.lifetime.lock().unwrap() = lifetime;
-            self.spawn_waiter(c.clone(), p.clone());
-            events::send(
-                self.pod.events.as_ref(),
-                TaskStart {
-                    container_id: c.id.clone(),
-                    pid: p.pid(),
-                    ..Default::default()
-                },
-            )
-            .await;
-        } else {
-            self.start_exec(&c, &p).await?;
-            events::send(
-                self.pod.events.as_ref(),
-                TaskExecStarted {
-                    container_id: c.id.clone(),
-                    exec_id: req.exec_id.clone(),
-                    pid: p.pid(),
-                    ..Default::default()
-                },
-            )
-            .await;
-        }
-        self.pod.worked();
-        Ok(StartResponse {
-            pid: p.pid(),
-            ..Default::default()
-        })
+        let core = self.core.clone();
+        detached(async move { core.start(req).await }).await
     }
 
     async fn delete(
@@ -223,72 +166,8 @@ impl Task for RunscTask {
         _ctx: &TtrpcContext,
         req: DeleteRequest,
     ) -> ttrpc::Result<DeleteResponse> {
-        let c = self.get(&req.id).await?;
-        if !req.exec_id.is_empty() {
-            let p = c.process(&req.exec_id)?;
-            if p.phase() != Phase::Stopped && p.phase() != Phase::Created {
-                return Err(status(
-                    Code::FAILED_PRECONDITION,
-                    format!("exec {} is still running", req.exec_id),
-                ));
-            }
-            c.execs.lock().unwrap().remove(&req.exec_id);
-            if let Some(io) = p.take_io() {
-                io.shutdown();
-            }
-            let exit = p.exit();
-            return Ok(DeleteResponse {
-                pid: p.pid(),
-                exit_status: exit.as_ref().map(|e| e.status).unwrap_or(0),
-                exited_at: MessageField::from_option(exit.map(|e| e.at)),
-                ..Default::default()
-            });
-        }
-        let p = c.init.clone();
-        // force: also tears down a sandbox whose init is gone
-        if let Err(e) = c.runsc.output(&c.cli.delete(&c.id, true)).await {
-            tracing::warn!(container = %c.id, error = %e, "runsc delete failed");
-        }
-        if p.phase() != Phase::Stopped {
-            // created but never started, or the waiter has not reported yet
-            finish(&c, &p, UNKNOWN_EXIT, self.pod.events.as_ref()).await;
-        }
-        if let Some(io) = p.take_io() {
-            io.shutdown();
-        }
-        for (_, e) in c.execs.lock().unwrap().drain() {
-            if let Some(io) = e.take_io() {
-                io.shutdown();
-            }
-        }
-        drop(c.lifetime.lock().unwrap().take());
-        c.start_stdio.lock().unwrap().take();
-        if c.rootfs_mounted {
-            unmount_rootfs(&c.bundle);
-        }
-        // cleaned up: containerd's `delete` action has nothing left to do
-        BundleState::remove(&c.bundle);
-        self.containers.lock().await.remove(&c.id);
-        let exit = p.exit();
-        let exit_status = exit.as_ref().map(|e| e.status).unwrap_or(UNKNOWN_EXIT);
-        let exited_at = exit.map(|e| e.at).unwrap_or_else(super::process::now);
-        events::send(
-            self.pod.events.as_ref(),
-            TaskDelete {
-                container_id: c.id.clone(),
-                pid: p.pid(),
-                exit_status,
-                exited_at: MessageField::some(exited_at.clone()),
-                ..Default::default()
-            },
-        )
-        .await;
-        Ok(DeleteResponse {
-            pid: p.pid(),
-            exit_status,
-            exited_at: MessageField::some(exited_at),
-            ..Default::default()
-        })
+        let core = self.core.clone();
+        detached(async move { core.delete(req).await }).await
     }
 
     async fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> ttrpc::Result<Empty> {
@@ -504,7 +383,14 @@ impl Task for RunscTask {
         _ctx: &TtrpcContext,
         req: ConnectRequest,
     ) -> ttrpc::Result<ConnectResponse> {
-        let task_pid = self.get(&req.id).await.map(|c| c.init.pid()).unwrap_or(0);
+        // never waits for a Create in flight: containerd connects with a deadline
+        let task_pid = self
+            .containers
+            .lock()
+            .await
+            .get(&req.id)
+            .map(|c| c.init.pid())
+            .unwrap_or(0);
         Ok(ConnectResponse {
             shim_pid: std::process::id(),
             task_pid,

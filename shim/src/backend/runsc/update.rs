@@ -10,11 +10,12 @@ use containerd_shim_protos::ttrpc::{self, Code};
 use serde_json::json;
 
 use super::container::Container;
-use super::{status, RunscTask};
+use super::status;
+use super::task::Core;
 use crate::cgroup::Cgroup;
 use crate::resources;
 
-impl RunscTask {
+impl Core {
     pub(super) async fn update_resources(
         &self,
         c: &Container,
