@@ -6,7 +6,7 @@ CARGO ?= cargo
 # time is what a 2-core machine takes without timing out.
 E2E_THREADS ?= 2
 
-.PHONY: all deps build release test lint unit e2e test-matrix demo bench bench-policy bench-shim clean
+.PHONY: all deps build release test lint unit e2e test-matrix demo bench bench-policy bench-shim soak clean
 
 all: build
 
@@ -51,6 +51,13 @@ bench-policy:
 bench-shim: release
 	$(CARGO) build --release -p agentbox-e2e --bin agentbox-bench
 	$(CARGO) run --release -q -p agentbox-e2e --bin agentbox-bench
+
+# Reliability at full scale (RELIABILITY.md): 300 pods churned, 100 idle
+# pods, a pod with 2,000 ExecSync and 200 restarts, every fault 20 times,
+# against the release shim; prints the figures. `make test` runs the same
+# scenarios at a short scale (agentbox_soak).
+soak: release
+	AGENTBOX_SOAK=full $(CARGO) test --release -p agentbox-e2e --test agentbox_soak -- --test-threads=1 --nocapture
 
 clean:
 	$(CARGO) clean

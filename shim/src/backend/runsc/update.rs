@@ -12,7 +12,6 @@ use serde_json::json;
 use super::container::Container;
 use super::status;
 use super::task::Core;
-use crate::cgroup::Cgroup;
 use crate::resources;
 
 impl Core {
@@ -68,7 +67,7 @@ impl Core {
             return Ok(());
         }
         let pid = c.init.pid();
-        let applied = Cgroup::of_pid(pid).and_then(|cg| cg.apply(&limits));
+        let applied = crate::cgroup::apply(pid, &limits);
         if let Err(e) = applied {
             return refuse(
                 Code::FAILED_PRECONDITION,
