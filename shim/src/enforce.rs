@@ -131,10 +131,15 @@ pub fn enforce_bundle(
             });
             merge(&mut fields, &extra);
             audit.record("create", &subject, fields)?;
-            write_atomic(&path, &spec).map_err(|source| EnforceError::Write {
-                path: shown.clone(),
-                err: source,
-            })?;
+            if let Err(source) = write_atomic(&path, &spec) {
+                let e = EnforceError::Write {
+                    path: shown.clone(),
+                    err: source,
+                };
+                // the create record above is followed by why nothing ran
+                let _ = audit.record("reject", &subject, json!({"reason": e.to_string()}));
+                return Err(e);
+            }
             tracing::info!(container = id, changes = report.changes.len(), phase = %report.phase, "policy applied");
             Ok(Enforced { spec, report })
         }

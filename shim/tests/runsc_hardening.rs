@@ -223,6 +223,43 @@ async fn garbage_from_runsc_reaches_containerd_without_secrets() {
     assert!(e.calls().contains("delete --force garbage1"));
 }
 
+/// A bundle on a read-only filesystem: a clear error, runsc never called,
+/// and the audit log says why nothing ran. Needs root (a tmpfs mount).
+#[tokio::test]
+async fn a_read_only_bundle_fails_clearly_and_leaves_nothing() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED a_read_only_bundle_fails_clearly_and_leaves_nothing: needs root");
+        return;
+    }
+    let e = env().await;
+    let b = e.bundle("ro1");
+    let spec = std::fs::read(b.join("config.json")).unwrap();
+    let mount = |args: &[&str]| {
+        let o = std::process::Command::new("mount").args(args).arg(&b).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    mount(&["-t", "tmpfs", "-o", "size=64k", "agentbox-test"]);
+    std::fs::write(b.join("config.json"), &spec).unwrap();
+    mount(&["-o", "remount,ro"]);
+    let r = e.client.create(ctx(), &e.create_req("ro1", &b)).await;
+    let _ = std::process::Command::new("umount").arg(&b).status();
+    let (code, msg) = code_of(&r.unwrap_err());
+    assert_eq!(code, Code::FAILED_PRECONDITION);
+    assert!(
+        msg.contains("cannot write the rewritten container spec") && msg.contains("Read-only"),
+        "{msg}"
+    );
+    assert!(!e.calls().contains("ro1"), "runsc was called: {}", e.calls());
+    let events: Vec<String> = e
+        .audit()
+        .iter()
+        .filter(|r| r["container_id"] == "ro1")
+        .map(|r| r["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(events, ["create", "reject"]);
+}
+
 fn resources(v: serde_json::Value) -> Any {
     Any {
         type_url: agentbox_shim::resources::LINUX_RESOURCES.into(),

@@ -646,7 +646,7 @@ fn storage_faults() {
     let s = setup("profile = \"standard\"");
     let scope = Scope::new(&s.ctd, s.cfg.path());
     let cri = s.ctd.cri().expect("CRI client");
-    let cycles = scale.cycles.min(5);
+    let cycles = scale.cycles;
 
     // (the test's own mounts live outside the folders the leak check watches)
     let fs = tempfile::Builder::new()
@@ -754,7 +754,7 @@ fn config_faults() {
     let scope = Scope::new(&s.ctd, s.cfg.path());
     let cri = s.ctd.cri().expect("CRI client");
     let good = std::fs::read_to_string(&s.config).unwrap();
-    for cycle in 0..scale.cycles.min(5) {
+    for cycle in 0..scale.cycles {
         let (pod, cid) = pod_with_agent(&cri, &format!("config-{cycle}"));
         scope.note_sockets();
         std::fs::write(
@@ -804,6 +804,6 @@ fn config_faults() {
     }
     report(format!(
         "config: replaced with garbage under a running pod: {} cycles, pod unaffected, new pods and containers refused naming file and line, no leak",
-        scale.cycles.min(5)
+        scale.cycles
     ));
 }
