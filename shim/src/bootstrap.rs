@@ -404,6 +404,9 @@ pub async fn serve(flags: &Flags) -> Result<()> {
     tracing::info!(namespace = %flags.namespace, id = %flags.id, backend = ?cfg.runtime.backend, "agentbox daemon serving");
     pod.worked();
     pod.shutdown.notified().await;
+    // the sandbox is gone: the last activity records reach the audit log
+    let p = pod.clone();
+    let _ = tokio::task::spawn_blocking(move || p.close_activity()).await;
     // let the last reply reach containerd
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     {

@@ -236,7 +236,11 @@ async fn a_read_only_bundle_fails_clearly_and_leaves_nothing() {
     let b = e.bundle("ro1");
     let spec = std::fs::read(b.join("config.json")).unwrap();
     let mount = |args: &[&str]| {
-        let o = std::process::Command::new("mount").args(args).arg(&b).output().unwrap();
+        let o = std::process::Command::new("mount")
+            .args(args)
+            .arg(&b)
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     };
     mount(&["-t", "tmpfs", "-o", "size=64k", "agentbox-test"]);
@@ -250,7 +254,11 @@ async fn a_read_only_bundle_fails_clearly_and_leaves_nothing() {
         msg.contains("cannot write the rewritten container spec") && msg.contains("Read-only"),
         "{msg}"
     );
-    assert!(!e.calls().contains("ro1"), "runsc was called: {}", e.calls());
+    assert!(
+        !e.calls().contains("ro1"),
+        "runsc was called: {}",
+        e.calls()
+    );
     let events: Vec<String> = e
         .audit()
         .iter()

@@ -14,12 +14,17 @@
 
 pub mod agentbox;
 pub mod binaries;
+pub mod chart;
 pub mod config;
 pub mod containerd;
 pub mod cri;
 pub mod images;
+pub mod kubelet;
 pub mod leaks;
+pub mod node;
+pub mod node_image;
 pub mod soak;
+pub mod testhost;
 pub mod util;
 
 pub use binaries::{Binaries, ContainerdVersion};

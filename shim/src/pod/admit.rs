@@ -99,6 +99,7 @@ impl Pod {
                 if let Some(o) = runtime.as_object_mut() {
                     o.insert("config".into(), Value::String(cfg.origin.clone()));
                 }
+                cfg.check_activity_backend()?;
                 let audit = Arc::new(AuditLog::new(&cfg.audit.path));
                 let proceed = || !cancelled.load(Ordering::SeqCst);
                 let enforced = enforce::enforce_bundle(
@@ -130,6 +131,7 @@ impl Pod {
         let annotations = enforced.annotations();
         let subject = Subject::from_annotations(&self.namespace, id, Some(&annotations));
         let _ = self.started.set(tokio::time::Instant::now());
+        self.containers.insert(id, &subject);
         Ok(Admitted {
             id: id.to_string(),
             cfg,

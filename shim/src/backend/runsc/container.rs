@@ -153,10 +153,33 @@ impl Core {
             oom_baseline: std::sync::Mutex::new(None),
         });
 
-        // 3. runsc create, with the container's IO; nothing half-made stays
+        // 3. the runsc root and the crash-cleanup state, the activity sink
+        // (the sandbox reports what its processes do to it; fail closed: no
+        // sink, no sandbox), then runsc create with the container's IO;
+        // nothing half-made stays
         let pid_file = bundle.join("init.pid");
-        if let Err(e) = prepare_and_create(&container, &stdio, &pid_file).await {
+        let mut pod_init = None;
+        let mut result = prepare(&container);
+        if result.is_ok() && container.is_sandbox_root() {
+            match self
+                .pod
+                .start_activity(&container.admitted, &bundle, &container.cli.root)
+            {
+                Ok(p) => pod_init = p,
+                Err(e) => result = Err(e),
+            }
+        }
+        if result.is_ok() {
+            result = runsc_create(&container, &stdio, &pid_file, pod_init.as_deref()).await;
+        }
+        if result.is_ok() && pod_init.is_some() {
+            result = self.pod.activity_connected();
+        }
+        if let Err(e) = result {
             cleanup_failed_create(&container).await;
+            if pod_init.is_some() {
+                self.pod.close_activity();
+            }
             return Err(e);
         }
         let pid = std::fs::read_to_string(&pid_file)
@@ -169,12 +192,8 @@ impl Core {
     }
 }
 
-/// The runsc root and the crash-cleanup state, then `runsc create`.
-async fn prepare_and_create(
-    c: &Container,
-    stdio: &StdioPaths,
-    pid_file: &Path,
-) -> Result<(), String> {
+/// The runsc root and the crash-cleanup state.
+fn prepare(c: &Container) -> Result<(), String> {
     std::fs::create_dir_all(&c.cli.root)
         .map_err(|e| format!("cannot create runsc root {}: {e}", c.cli.root.display()))?;
     let state = BundleState {
@@ -190,16 +209,27 @@ async fn prepare_and_create(
     };
     state
         .write(&c.bundle)
-        .map_err(|e| format!("cannot write {}: {e}", crate::pod::STATE_FILE))?;
-    runsc_create(c, stdio, pid_file).await
+        .map_err(|e| format!("cannot write {}: {e}", crate::pod::STATE_FILE))
 }
 
-async fn runsc_create(c: &Container, stdio: &StdioPaths, pid_file: &Path) -> Result<(), String> {
+async fn runsc_create(
+    c: &Container,
+    stdio: &StdioPaths,
+    pid_file: &Path,
+    pod_init: Option<&Path>,
+) -> Result<(), String> {
+    let create = |console: Option<&Path>| {
+        let argv = c.cli.create(&c.id, &c.bundle, pid_file, console);
+        match pod_init {
+            Some(f) => argv.with_global_flag(format!("--pod-init-config={}", f.display())),
+            None => argv,
+        }
+    };
     let (argv, io, child) = if stdio.terminal {
         let sock_path = console_socket_path(&c.cli.root, &c.id);
         let sock = ConsoleSocket::bind(&sock_path)
             .map_err(|e| format!("cannot create console socket: {e}"))?;
-        let argv = c.cli.create(&c.id, &c.bundle, pid_file, Some(sock.path()));
+        let argv = create(Some(sock.path()));
         let wait = c.runsc.timeout;
         let recv = tokio::task::spawn_blocking(move || sock.receive_master(wait));
         c.runsc
@@ -217,7 +247,7 @@ async fn runsc_create(c: &Container, stdio: &StdioPaths, pid_file: &Path) -> Res
     } else {
         let (io, child) =
             ProcessIo::pipes(stdio).map_err(|e| format!("cannot open container io: {e}"))?;
-        (c.cli.create(&c.id, &c.bundle, pid_file, None), io, child)
+        (create(None), io, child)
     };
     // runsc donates a subcontainer's stdio at `start`; keep a copy for it.
     let for_start = child
