@@ -42,6 +42,29 @@ fn concurrent_starts_for_one_pod_spawn_one_daemon() {
     }
 }
 
+/// Every daemon whose command line names `needle` (this round's private
+/// containerd address, in a fresh temp dir) is killed when the round ends,
+/// also when it ends in a panic: the daemons are `setsid` and idle forever
+/// otherwise (no containerd will ever ask them to shut down).
+struct KillDaemons(String);
+
+impl Drop for KillDaemons {
+    fn drop(&mut self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let left = daemons_with(&self.0);
+            if left.is_empty() || std::time::Instant::now() > deadline {
+                break;
+            }
+            for pid in left {
+                // SAFETY: plain kill(2) of daemons this test started.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
 fn race(round: usize) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("agentbox.toml");
@@ -58,6 +81,7 @@ fn race(round: usize) {
     let ttrpc = dir.path().join("ttrpc.sock");
     let _events = std::os::unix::net::UnixListener::bind(&ttrpc).unwrap();
     let grpc = dir.path().join("containerd.sock").display().to_string();
+    let _reap = KillDaemons(format!("-address {grpc} "));
     let options = to_any(&RuntimeOptions {
         config_path: Some(config.display().to_string()),
         config_body: None,
@@ -112,11 +136,12 @@ fn race(round: usize) {
         .to_string();
     // give a losing daemon time to show up
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let daemons = daemons_with(&format!("-socket {socket}"));
-    for &pid in &daemons {
-        // SAFETY: plain kill(2) of daemons this test started.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
+    let daemons = daemons_with(&format!("-address {grpc} "));
+    drop(_reap);
+    assert!(
+        daemons_with(&format!("-address {grpc} ")).is_empty(),
+        "daemons survived SIGKILL"
+    );
     let _ = std::fs::remove_file(&socket);
     assert_eq!(
         daemons.len(),
