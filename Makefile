@@ -29,7 +29,7 @@ unit:
 	$(CARGO) test --workspace --exclude agentbox-e2e --tests
 
 e2e: build
-	$(CARGO) test -p agentbox-e2e --tests -- --test-threads=$(E2E_THREADS)
+	$(CARGO) test -p agentbox-e2e --tests --no-fail-fast -- --test-threads=$(E2E_THREADS)
 
 test: deps lint build unit e2e
 

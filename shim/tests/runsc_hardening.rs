@@ -87,7 +87,7 @@ struct HangingHost {
 }
 
 impl HostFs for HangingHost {
-    fn canonicalize(&self, path: &str) -> Option<String> {
+    fn read_link(&self, path: &str) -> std::io::Result<Option<String>> {
         if path.starts_with("/hang") {
             let (m, cv) = &*self.released;
             let mut g = m.lock().unwrap();
@@ -95,10 +95,13 @@ impl HostFs for HangingHost {
                 g = cv.wait(g).unwrap();
             }
         }
-        None
+        Ok(None)
     }
     fn is_socket(&self, _: &str) -> bool {
         false
+    }
+    fn file_id(&self, _: &str) -> Option<agentbox_policy::FileId> {
+        None
     }
 }
 
