@@ -58,10 +58,11 @@ bench-shim: release
 
 # Reliability at full scale (RELIABILITY.md): 300 pods churned, 100 idle
 # pods, a pod with 2,000 ExecSync and 200 restarts, every fault 20 times,
-# against the release shim; prints the figures. `make test` runs the same
-# scenarios at a short scale (agentbox_soak).
+# against the release shim (the test harness itself in the dev profile: an
+# LTO build of it costs more than it saves); prints the figures. `make test`
+# runs the same scenarios at a short scale (agentbox_soak, agentbox_soak_faults).
 soak: release
-	AGENTBOX_SOAK=full $(CARGO) test --release -p agentbox-e2e --test agentbox_soak -- --test-threads=1 --nocapture
+	AGENTBOX_SHIM_DIR=$(CURDIR)/target/release AGENTBOX_SOAK=full $(CARGO) test -p agentbox-e2e --test agentbox_soak --test agentbox_soak_faults -- --test-threads=1 --nocapture
 
 # The activity audit's cost: a build-like workload with it off and on, as ratios.
 bench-activity: release
