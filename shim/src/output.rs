@@ -112,15 +112,24 @@ pub async fn capture(
     };
     match timeout {
         None => Ok(work.await),
-        Some(t) => match tokio::time::timeout(t, work).await {
-            Ok(c) => Ok(c),
-            Err(_) => {
-                reaper.kill_group(exit.pid);
-                Err(CaptureError::Timeout(t.as_secs()))
+        Some(t) => {
+            let r = tokio::time::timeout(t, work).await;
+            match r {
+                Ok(c) => Ok(c),
+                Err(_) => {
+                    reaper.kill_group(exit.pid);
+                    // the call fails once the killed command is gone (reaped)
+                    let _ = tokio::time::timeout(KILL_WAIT, exit.status()).await;
+                    Err(CaptureError::Timeout(t.as_secs()))
+                }
             }
-        },
+        }
     }
 }
+
+/// How long a call that timed out waits for the command it killed to be
+/// reaped (SIGKILL: at once, unless the host is stalled).
+pub const KILL_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Run a command to completion outside the daemon (containerd's `delete`
 /// action), bounded: one that outlives `limit` is killed with its process

@@ -190,8 +190,11 @@ impl Runsc {
             .map_err(|err| spawn_error(argv, err))?;
         // drop our copies of the container's ends now that the child has them
         drop(cmd);
-        let Ok(status) = tokio::time::timeout(self.timeout, exit.status()).await else {
+        let waited = tokio::time::timeout(self.timeout, exit.status()).await;
+        let Ok(status) = waited else {
             self.reaper.kill_group(exit.pid);
+            // the call fails once the killed runsc is gone (reaped)
+            let _ = tokio::time::timeout(crate::output::KILL_WAIT, exit.status()).await;
             return Err(RunscError::Timeout {
                 sub,
                 secs: self.timeout.as_secs(),
