@@ -61,10 +61,23 @@ pub fn pod_with_agent(cri: &Cri, name: &str) -> (agentbox_e2e::Pod, String) {
     (pod, cid)
 }
 
+/// Remove a pod as the kubelet does: a StopContainer that fails is tried
+/// again (bounded) before RemoveContainer. containerd 1.6 can lose the reply
+/// to a Kill that races its own handling of the container's exit (it closes
+/// the task's connection once it deleted the task: `ttrpc: closed`); the
+/// kubelet retries then, and so does this.
 pub fn remove_pod(cri: &Cri, pod: &agentbox_e2e::Pod) {
     if let Ok(cs) = cri.list_containers(Some(&pod.id)) {
         for c in cs {
-            let _ = cri.stop_container(&c.id, Duration::ZERO);
+            let mut stopped = cri.stop_container(&c.id, Duration::ZERO);
+            for _ in 0..20 {
+                if stopped.is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(250));
+                stopped = cri.stop_container(&c.id, Duration::ZERO);
+            }
+            stopped.expect("StopContainer (tried 21 times)");
             cri.remove_container(&c.id).expect("RemoveContainer");
         }
     }
