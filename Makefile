@@ -6,7 +6,7 @@ CARGO ?= cargo
 # time is what a 2-core machine takes without timing out.
 E2E_THREADS ?= 2
 
-.PHONY: all deps build release test lint unit e2e test-matrix test-flood demo bench bench-policy bench-shim bench-activity bench-node node-image runtimeclass mutants soak clean
+.PHONY: all deps build release test lint unit e2e test-matrix test-flood demo bench bench-policy bench-secrets bench-shim bench-activity bench-node node-image runtimeclass mutants soak clean
 
 all: build
 
@@ -47,10 +47,15 @@ demo: deps
 	$(CARGO) build -p agentbox-e2e --bin agentbox-demo
 	$(CARGO) run -q -p agentbox-e2e --bin agentbox-demo
 
-bench: bench-policy bench-shim bench-activity bench-node
+bench: bench-policy bench-secrets bench-shim bench-activity bench-node
 
 bench-policy:
 	$(CARGO) bench -p agentbox-policy --bench apply
+
+# The secret detector: per KiB of env, rule compilation, argv redaction, and
+# the same formats as a RegexSet for comparison (time and heap).
+bench-secrets:
+	$(CARGO) bench -p agentbox-secrets --bench detect
 
 bench-shim: release
 	$(CARGO) build --release -p agentbox-e2e --bin agentbox-bench

@@ -213,3 +213,34 @@ fn setup_containers_are_not_exempt_from_the_node_strip_list() {
     assert!(!names.contains(&"GITHUB_TOKEN".to_string()));
     assert!(!out.to_string().contains(&token));
 }
+
+/// `agentbox.dev/profile: sensitive` tightens a standard node: the
+/// sensitive rules apply (an unmanaged host bind is refused).
+#[test]
+fn a_pod_may_choose_the_sensitive_profile() {
+    let mut spec = with_mount(bind("/srv/data", "/data"));
+    spec["annotations"]["agentbox.dev/profile"] = json!("sensitive");
+    let reason = refused(apply_value(&standard(), spec, &NoHostFs));
+    assert!(reason.contains("sensitive profile"), "{reason}");
+
+    let mut spec = base();
+    spec["annotations"]["agentbox.dev/profile"] = json!(" sensitive ");
+    let (_, report) = allowed(apply_value(&standard(), spec, &NoHostFs));
+    assert_eq!(report.profile, "sensitive");
+}
+
+/// A refused setup-containers annotation says which names the node allows.
+#[test]
+fn a_refused_setup_annotation_names_what_the_node_allows() {
+    let listed = policy("[phases]\nsetup_containers = [\"clone\", \"fetch\"]");
+    let spec = with_env("agent", &[("agentbox.dev/setup-containers", "agent")], &[]);
+    let reason = refused(apply_value(&listed, spec.clone(), &NoHostFs));
+    assert!(reason.contains("allows: clone, fetch"), "{reason}");
+
+    let none = policy("[phases]\nsetup_containers = []");
+    let reason = refused(apply_value(&none, spec.clone(), &NoHostFs));
+    assert!(reason.contains("allows: none"), "{reason}");
+
+    let reason = refused(apply_value(&sensitive(), spec, &NoHostFs));
+    assert!(reason.contains("allows: none"), "{reason}");
+}
