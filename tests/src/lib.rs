@@ -23,6 +23,7 @@ pub mod kubelet;
 pub mod leaks;
 pub mod node;
 pub mod node_image;
+pub mod soak;
 pub mod testhost;
 pub mod util;
 

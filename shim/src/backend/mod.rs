@@ -30,6 +30,10 @@ pub trait Control: Send + Sync {
     async fn running(&self, id: &str) -> bool;
     /// Signal the container's init (every process of it with `all`).
     async fn kill(&self, id: &str, signal: u32, all: bool) -> Result<(), String>;
+    /// End a container that signals did not end: the runtime deletes it by
+    /// force (`runsc delete --force`; a delegate's own `delete`), and its
+    /// exit is reported.
+    async fn force_delete(&self, id: &str) -> Result<(), String>;
 }
 
 /// A backend: the Task service and the pod's control of it.

@@ -65,6 +65,7 @@ mod tests {
                     global_flags: vec!["--platform=ptrace".into()],
                     mask_proc_sys_net: true,
                     rootfs_mounted: true,
+                    timeout_seconds: 7,
                 }),
             },
         ] {

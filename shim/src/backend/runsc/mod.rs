@@ -4,11 +4,13 @@
 //! created in it as a subcontainer (runsc reads the CRI annotations of the
 //! spec to decide).
 //!
-//! Layout: `task` (the Task service), `container` (Create: rootfs and
+//! Layout: `task` (the Task service), `lifecycle` (Create, Start, Delete),
+//! `container` (Create: rootfs and
 //! `runsc create`), `exec` (exec'd processes), `exit` (waiting for exits and
 //! reporting them), `cli` (runsc's command lines) and `executor` (running
-//! them), `io` (FIFOs, pipes, terminals), `process`, `oom`, `stats`, and
-//! `cleanup` (containerd's `delete` after a crash).
+//! them), `io` (FIFOs, pipes, terminals), `process`, `oom`, `stats`,
+//! `update` (resource updates) and `cleanup` (containerd's `delete` after a
+//! crash).
 
 pub mod cleanup;
 pub mod cli;
@@ -17,10 +19,12 @@ mod exec;
 pub mod executor;
 mod exit;
 pub mod io;
+mod lifecycle;
 pub mod oom;
 pub mod process;
 pub mod stats;
 mod task;
+mod update;
 
 use std::time::Duration;
 
@@ -31,8 +35,6 @@ pub use cli::{Argv, RunscCli};
 pub use executor::{parse_ps, summarize, Runsc, RunscError};
 pub use task::RunscTask;
 
-/// How long one runsc lifecycle command may take.
-const RUNSC_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long the output of an exited process may take to drain.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
