@@ -451,8 +451,8 @@ pub fn build(p: &Compiled, ifs: &Interfaces) -> Ruleset {
         })
         .collect();
     let mut nd_types = SetDef::new("ndtypes", &[Field::Icmp6Type]);
-    // router/neighbour solicitation and advertisement, MLDv2 reports
-    nd_types.elements = [133u8, 134, 135, 136, 143]
+    // MLD query/report/done, router/neighbour solicitation and advertisement, MLDv2 reports
+    nd_types.elements = [130u8, 131, 132, 133, 134, 135, 136, 143]
         .iter()
         .map(|t| Elem::Key(vec![Value::U8(*t)]))
         .collect();

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use agentbox_netpolicy::NetworkConfig;
 use agentbox_policy::Policy;
 use serde::Deserialize;
 
@@ -128,7 +129,7 @@ struct ShimTables {
     runtime: RuntimeConfig,
     audit: AuditConfig,
     lifetime: LifetimeConfig,
-    /// Egress settings (reserved for the egress issue); kept as-is.
+    /// Egress settings, validated by `agentbox-netpolicy`.
     network: Option<toml::Value>,
 }
 
@@ -140,7 +141,8 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     pub audit: AuditConfig,
     pub lifetime: LifetimeConfig,
-    pub network: Option<toml::Value>,
+    /// The pod's egress policy; `None`: agentbox leaves the pod network alone.
+    pub network: Option<NetworkConfig>,
     pub policy: Policy,
 }
 
@@ -155,12 +157,21 @@ impl Config {
             origin: origin.to_string(),
             err: source,
         })?;
+        let network = tables
+            .network
+            .as_ref()
+            .map(NetworkConfig::from_toml)
+            .transpose()
+            .map_err(|e| ConfigError::Invalid {
+                origin: origin.to_string(),
+                message: e.to_string(),
+            })?;
         let cfg = Config {
             origin: origin.to_string(),
             runtime: tables.runtime,
             audit: tables.audit,
             lifetime: tables.lifetime,
-            network: tables.network,
+            network,
             policy,
         };
         cfg.validate()?;
@@ -314,6 +325,36 @@ mod tests {
             e.to_string().contains("docker") || e.to_string().contains("variant"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn network_table_is_validated() {
+        let c = Config::from_toml_str(
+            "[network]\nmode = \"allowlist\"\nallow = [\"203.0.113.7:443\"]\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            c.network.unwrap().agent.mode,
+            agentbox_netpolicy::Mode::Allowlist
+        );
+        assert!(Config::from_toml_str("profile = \"standard\"\n", "t")
+            .unwrap()
+            .network
+            .is_none());
+        for (text, needle) in [
+            ("[network]\nmodes = \"offline\"\n", "modes"),
+            (
+                "[network]\nmode = \"allowlist\"\nallow = [\"10.0.0.1/8\"]\n",
+                "network.allow[0]",
+            ),
+            ("[network]\ndns = true\n", "network.dns"),
+        ] {
+            let e = Config::from_toml_str(text, "cfg.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle) && e.contains("cfg.toml"), "{text}: {e}");
+        }
     }
 
     #[test]

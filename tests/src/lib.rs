@@ -16,6 +16,7 @@ pub mod binaries;
 pub mod config;
 pub mod containerd;
 pub mod cri;
+pub mod egress;
 pub mod images;
 pub mod util;
 

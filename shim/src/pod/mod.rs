@@ -6,11 +6,15 @@
 //! Both backends go through it for what is not about running a process:
 //! admitting a container or an exec under the policy (`admit`), the bundle
 //! state that `delete` needs after a crash (`state`), and the pod's
-//! lifetime limit (`lifetime`). A backend reaches the pod through [`Pod`];
+//! lifetime limit (`lifetime`), the phases in time (`phase`) and the pod's
+//! egress control (`network`, hooked in by `egress`). A backend reaches the pod through [`Pod`];
 //! the pod reaches the backend through [`crate::backend::Control`].
 
 pub mod admit;
+mod egress;
 pub mod lifetime;
+pub mod network;
+pub mod phase;
 pub mod state;
 
 use std::path::{Path, PathBuf};
@@ -42,6 +46,10 @@ pub struct Pod {
     pub trimmer: Option<crate::trim::Trimmer>,
     /// The backend, for what the pod decides about its containers (lifetime).
     control: OnceLock<Weak<dyn Control>>,
+    /// The pod's containers by phase.
+    pub phases: phase::Phases,
+    /// The pod's egress control, once installed.
+    network: std::sync::Mutex<Option<Arc<network::PodNetwork>>>,
 }
 
 impl Pod {
@@ -60,6 +68,8 @@ impl Pod {
             shutdown: Arc::new(Notify::new()),
             trimmer,
             control: OnceLock::new(),
+            phases: Default::default(),
+            network: Default::default(),
         }
     }
 

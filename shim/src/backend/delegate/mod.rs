@@ -90,6 +90,10 @@ impl Control for ForwardTask {
         let r: ttrpc::Result<Empty> = self.delegate.call(0, "Kill", &kill).await;
         r.map(|_| ()).map_err(|e| e.to_string())
     }
+
+    async fn exited(&self, id: &str) -> bool {
+        self.delegate.stopped(id).await
+    }
 }
 
 #[async_trait]
@@ -132,7 +136,15 @@ impl Task for ForwardTask {
             .into(),
             None => None.into(),
         };
-        let resp: CreateTaskResponse = self.delegate.call(ctx.timeout_nano, "Create", &req).await?;
+        let resp: CreateTaskResponse =
+            match self.delegate.call(ctx.timeout_nano, "Create", &req).await {
+                Ok(r) => r,
+                Err(e) => {
+                    self.pod.container_deleted(&req.id);
+                    return Err(e);
+                }
+            };
+        self.pod.container_created(&req.id);
         self.pod.worked();
         self.containers.lock().await.insert(
             req.id.clone(),
@@ -146,6 +158,14 @@ impl Task for ForwardTask {
     }
 
     async fn start(&self, ctx: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
+        if req.exec_id.is_empty() {
+            if let Some(t) = self.tracked(&req.id).await {
+                self.pod
+                    .check_start(&t.admitted)
+                    .await
+                    .map_err(|e| status(Code::FAILED_PRECONDITION, e))?;
+            }
+        }
         let resp: StartResponse = self.delegate.call(ctx.timeout_nano, "Start", &req).await?;
         self.pod.worked();
         if req.exec_id.is_empty() {
@@ -232,6 +252,7 @@ impl Task for ForwardTask {
                 // cleaned up: containerd's `delete` action has nothing left to do
                 BundleState::remove(&t.bundle);
             }
+            self.pod.container_deleted(&req.id);
             self.exited.lock().unwrap().retain(|(id, _)| id != &req.id);
         }
         Ok(resp)

@@ -85,9 +85,11 @@ impl Task for RunscTask {
             Ok(c) => c,
             Err(msg) => {
                 tracing::error!(container = %req.id, error = %msg, "create failed");
+                self.pod.container_deleted(&req.id);
                 return Err(status(Code::FAILED_PRECONDITION, msg));
             }
         };
+        self.pod.container_created(&c.id);
         let pid = c.init.pid();
         self.containers.lock().await.insert(c.id.clone(), c.clone());
         self.pod.worked();
@@ -126,6 +128,10 @@ impl Task for RunscTask {
             ));
         }
         if req.exec_id.is_empty() {
+            self.pod
+                .check_start(&c.admitted)
+                .await
+                .map_err(|e| status(Code::FAILED_PRECONDITION, e))?;
             let stdio = c.start_stdio.lock().unwrap().take().unwrap_or_default();
             c.runsc
                 .run_with_stdio(&c.cli.start(&c.id), stdio, Some(&c.log), RUNSC_TIMEOUT)
@@ -220,6 +226,7 @@ impl Task for RunscTask {
         // cleaned up: containerd's `delete` action has nothing left to do
         BundleState::remove(&c.bundle);
         self.containers.lock().await.remove(&c.id);
+        self.pod.container_deleted(&c.id);
         let exit = p.exit();
         let exit_status = exit.as_ref().map(|e| e.status).unwrap_or(UNKNOWN_EXIT);
         let exited_at = exit.map(|e| e.at).unwrap_or_else(super::process::now);
