@@ -318,12 +318,14 @@ impl TestNet {
         Ok(())
     }
 
-    /// Lines of dnsmasq's log that show a query for `name`.
+    /// Lines of dnsmasq's log that show a query for `name` (any case).
     pub fn queries_for(&self, name: &str) -> usize {
+        let name = name.to_ascii_lowercase();
         std::fs::read_to_string(&self.dnsmasq_log)
             .unwrap_or_default()
+            .to_ascii_lowercase()
             .lines()
-            .filter(|l| l.contains("query[") && l.contains(name))
+            .filter(|l| l.contains("query[") && l.contains(&name))
             .count()
     }
 

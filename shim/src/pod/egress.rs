@@ -92,10 +92,13 @@ impl Pod {
         Ok(())
     }
 
-    /// The runtime created container `id` (the sandbox exists now).
-    pub fn container_created(&self, id: &str) {
+    /// Container `id` started. For the sandbox: it has taken the pod's
+    /// interfaces now (runsc configures its network at start), so the
+    /// resolver's side of the DNS link can come up without the sandbox
+    /// taking it too.
+    pub fn container_started(&self, id: &str) {
         if let Some(net) = self.network().filter(|n| n.owner == id) {
-            if let Err(e) = net.sandbox_created() {
+            if let Err(e) = net.sandbox_started() {
                 // DNS fails closed: the pod simply has no resolver
                 tracing::error!(error = %e, "agentbox's resolver link did not come up");
             }

@@ -144,7 +144,6 @@ impl Task for ForwardTask {
                     return Err(e);
                 }
             };
-        self.pod.container_created(&req.id);
         self.pod.worked();
         self.containers.lock().await.insert(
             req.id.clone(),
@@ -169,6 +168,7 @@ impl Task for ForwardTask {
         let resp: StartResponse = self.delegate.call(ctx.timeout_nano, "Start", &req).await?;
         self.pod.worked();
         if req.exec_id.is_empty() {
+            self.pod.container_started(&req.id);
             if let Some(t) = self.tracked(&req.id).await {
                 *t.lifetime.lock().unwrap() = self.pod.spawn_lifetime(t.admitted.clone());
             }

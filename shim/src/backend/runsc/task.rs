@@ -89,7 +89,6 @@ impl Task for RunscTask {
                 return Err(status(Code::FAILED_PRECONDITION, msg));
             }
         };
-        self.pod.container_created(&c.id);
         let pid = c.init.pid();
         self.containers.lock().await.insert(c.id.clone(), c.clone());
         self.pod.worked();
@@ -138,6 +137,7 @@ impl Task for RunscTask {
                 .await
                 .map_err(internal)?;
             p.set_phase(Phase::Running);
+            self.pod.container_started(&c.id);
             self.spawn_waiter(c.clone(), p.clone());
             *c.lifetime.lock().unwrap() = self.pod.spawn_lifetime(c.admitted.clone());
             events::send(

@@ -204,9 +204,10 @@ impl PodNetwork {
         }
     }
 
-    /// The sandbox exists: bring up the resolver's side of the DNS link
-    /// (kept down until now so the sandbox does not take it as its own).
-    pub fn sandbox_created(&self) -> Result<(), String> {
+    /// The sandbox started: bring up the resolver's side of the DNS link
+    /// (kept down until now: a sandbox takes every interface that is up
+    /// when it starts, and this one must stay agentbox's).
+    pub fn sandbox_started(&self) -> Result<(), String> {
         let Some(index) = self.lock().dns_link_pending.take() else {
             return Ok(());
         };
