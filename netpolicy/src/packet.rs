@@ -1,6 +1,7 @@
-//! Packets the rules denied (as NFLOG hands them over) and the TCP resets
-//! agentbox answers them with, so a denied or cut connection fails at once
-//! inside the sandbox instead of hanging.
+//! Packets the rules denied (as NFLOG hands them over) and what agentbox
+//! answers them with — a TCP reset, or for anything else an ICMP
+//! "administratively prohibited" — so a denied or cut connection fails at
+//! once inside the sandbox instead of hanging.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -17,6 +18,10 @@ pub struct Denied {
     pub tcp: Option<TcpHeader>,
     /// The Ethernet source and destination, when the log had them.
     pub macs: Option<([u8; 6], [u8; 6])>,
+    /// ICMP/ICMPv6 type, for those.
+    pub icmp_type: Option<u8>,
+    /// The IP packet as logged (cut at the log's snap length).
+    pub raw: Vec<u8>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,25 +50,27 @@ impl Denied {
     }
 }
 
-/// Parse a logged packet: an IPv4 or IPv6 packet, or an Ethernet frame
-/// carrying one (the egress hook logs the frame). `None` if it is neither.
-pub fn parse_denied(data: &[u8]) -> Option<Denied> {
-    if let Some(d) = parse_l3(data) {
-        return Some(d);
+/// Parse a logged packet: an Ethernet frame carrying IPv4 or IPv6 when
+/// `ethernet` (the egress hook of an Ethernet device logs the frame), else
+/// the IP packet itself. `None` if it is neither.
+pub fn parse_denied(data: &[u8], ethernet: bool) -> Option<Denied> {
+    if !ethernet {
+        return parse_l3(data);
     }
-    if data.len() > 14 {
-        let ethertype = u16::from_be_bytes([data[12], data[13]]);
-        if ethertype == 0x0800 || ethertype == 0x86dd {
-            let mut d = parse_l3(&data[14..])?;
-            let mut dst = [0u8; 6];
-            let mut src = [0u8; 6];
-            dst.copy_from_slice(&data[0..6]);
-            src.copy_from_slice(&data[6..12]);
-            d.macs = Some((src, dst));
-            return Some(d);
-        }
+    if data.len() <= 14 {
+        return None;
     }
-    None
+    let ethertype = u16::from_be_bytes([data[12], data[13]]);
+    if ethertype != 0x0800 && ethertype != 0x86dd {
+        return None;
+    }
+    let mut d = parse_l3(&data[14..])?;
+    let mut dst = [0u8; 6];
+    let mut src = [0u8; 6];
+    dst.copy_from_slice(&data[0..6]);
+    src.copy_from_slice(&data[6..12]);
+    d.macs = Some((src, dst));
+    Some(d)
 }
 
 fn parse_l3(p: &[u8]) -> Option<Denied> {
@@ -110,6 +117,7 @@ fn parse_l3(p: &[u8]) -> Option<Denied> {
     } else {
         (None, None)
     };
+    let icmp_type = ((proto == ICMP || proto == ICMPV6) && !l4.is_empty()).then(|| l4[0]);
     let tcp = (proto == TCP && l4.len() >= 14).then(|| {
         let off = ((l4.get(12).copied().unwrap_or(0x50) >> 4) as u32) * 4;
         TcpHeader {
@@ -127,6 +135,8 @@ fn parse_l3(p: &[u8]) -> Option<Denied> {
         dport,
         tcp,
         macs: None,
+        icmp_type,
+        raw: p.to_vec(),
     })
 }
 
@@ -224,6 +234,85 @@ pub fn tcp_reset_frame(d: &Denied, pod_mac: [u8; 6], peer_mac: [u8; 6]) -> Optio
     Some(frame)
 }
 
+fn is_icmp_error(d: &Denied) -> bool {
+    match (d.proto, d.icmp_type) {
+        (ICMP, Some(t)) => matches!(t, 3 | 4 | 5 | 11 | 12),
+        (ICMPV6, Some(t)) => t < 128,
+        (ICMP | ICMPV6, None) => true,
+        _ => false,
+    }
+}
+
+fn is_group(a: IpAddr) -> bool {
+    match a {
+        IpAddr::V4(a) => a.is_multicast() || a.is_broadcast(),
+        IpAddr::V6(a) => a.is_multicast(),
+    }
+}
+
+/// The Ethernet frame of an ICMP "administratively prohibited" from the
+/// denied packet's destination back to its source, carrying the start of
+/// the denied packet (so the sender's stack finds the socket). `None` for
+/// TCP (it gets a reset), ICMP errors, and group destinations.
+pub fn icmp_prohibited_frame(d: &Denied, pod_mac: [u8; 6], peer_mac: [u8; 6]) -> Option<Vec<u8>> {
+    if d.proto == TCP || is_icmp_error(d) || is_group(d.dst) || d.raw.is_empty() {
+        return None;
+    }
+    let mut frame = Vec::with_capacity(200);
+    frame.extend_from_slice(&pod_mac);
+    frame.extend_from_slice(&peer_mac);
+    match (d.dst, d.src) {
+        (IpAddr::V4(from), IpAddr::V4(to)) => {
+            let ihl = ((d.raw[0] & 0x0f) as usize) * 4;
+            let quoted = &d.raw[..d.raw.len().min(ihl + 8)];
+            let mut icmp = vec![3u8, 13, 0, 0, 0, 0, 0, 0];
+            icmp.extend_from_slice(quoted);
+            let mut s = 0;
+            add_bytes(&mut s, &icmp);
+            let c = fold(s);
+            icmp[2..4].copy_from_slice(&c.to_be_bytes());
+            let total = 20 + icmp.len();
+            let mut ip = vec![0u8; 20];
+            ip[0] = 0x45;
+            ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+            ip[8] = 64;
+            ip[9] = ICMP;
+            ip[12..16].copy_from_slice(&from.octets());
+            ip[16..20].copy_from_slice(&to.octets());
+            let mut s = 0;
+            add_bytes(&mut s, &ip);
+            let c = fold(s);
+            ip[10..12].copy_from_slice(&c.to_be_bytes());
+            frame.extend_from_slice(&0x0800u16.to_be_bytes());
+            frame.extend(ip);
+            frame.extend(icmp);
+        }
+        (IpAddr::V6(from), IpAddr::V6(to)) => {
+            let mut icmp = vec![1u8, 1, 0, 0, 0, 0, 0, 0];
+            icmp.extend_from_slice(&d.raw);
+            let mut s = 0;
+            add_bytes(&mut s, &from.octets());
+            add_bytes(&mut s, &to.octets());
+            s += icmp.len() as u32 + ICMPV6 as u32;
+            add_bytes(&mut s, &icmp);
+            let c = fold(s);
+            icmp[2..4].copy_from_slice(&c.to_be_bytes());
+            let mut ip = vec![0u8; 40];
+            ip[0] = 0x60;
+            ip[4..6].copy_from_slice(&(icmp.len() as u16).to_be_bytes());
+            ip[6] = ICMPV6;
+            ip[7] = 64;
+            ip[8..24].copy_from_slice(&from.octets());
+            ip[24..40].copy_from_slice(&to.octets());
+            frame.extend_from_slice(&0x86ddu16.to_be_bytes());
+            frame.extend(ip);
+            frame.extend(icmp);
+        }
+        _ => return None,
+    }
+    Some(frame)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,7 +357,7 @@ mod tests {
     #[test]
     fn parses_ip_and_frames() {
         let p = v4_tcp(TCP_SYN, 100, 0, 0);
-        let d = parse_denied(&p).unwrap();
+        let d = parse_denied(&p, false).unwrap();
         assert_eq!(d.dst, "203.0.113.10".parse::<IpAddr>().unwrap());
         assert_eq!((d.sport, d.dport), (Some(40000), Some(443)));
         assert_eq!(d.protocol_name(), "tcp");
@@ -276,19 +365,21 @@ mod tests {
         frame.extend([0xbb; 6]);
         frame.extend(0x0800u16.to_be_bytes());
         frame.extend(&p);
-        let f = parse_denied(&frame).unwrap();
+        let f = parse_denied(&frame, true).unwrap();
         assert_eq!(f.macs, Some(([0xbb; 6], [0xaa; 6])));
         assert_eq!(f.tcp, d.tcp);
-        assert_eq!(parse_denied(&[0x00, 0x01]), None);
-        assert_eq!(parse_denied(&[]), None);
+        assert_eq!(parse_denied(&[0x00, 0x01], false), None);
+        assert_eq!(parse_denied(&[], true), None);
+        // an IP packet is not a frame
+        assert_eq!(parse_denied(&p, true), None);
     }
 
     #[test]
     fn a_syn_is_refused_with_rst_ack() {
-        let d = parse_denied(&v4_tcp(TCP_SYN, 1000, 0, 0)).unwrap();
+        let d = parse_denied(&v4_tcp(TCP_SYN, 1000, 0, 0), false).unwrap();
         let f = tcp_reset_frame(&d, [1; 6], [2; 6]).unwrap();
         assert_eq!(&f[0..6], &[1; 6]);
-        let back = parse_denied(&f).unwrap();
+        let back = parse_denied(&f, true).unwrap();
         assert_eq!(back.src, d.dst);
         assert_eq!(back.dst, d.src);
         assert_eq!((back.sport, back.dport), (Some(443), Some(40000)));
@@ -300,15 +391,88 @@ mod tests {
 
     #[test]
     fn an_established_segment_is_reset_at_its_ack() {
-        let d = parse_denied(&v4_tcp(TCP_ACK, 5000, 777_777, 5)).unwrap();
+        let d = parse_denied(&v4_tcp(TCP_ACK, 5000, 777_777, 5), false).unwrap();
         assert_eq!(d.tcp.unwrap().payload, 5);
         let f = tcp_reset_frame(&d, [1; 6], [2; 6]).unwrap();
-        let t = parse_denied(&f).unwrap().tcp.unwrap();
+        let t = parse_denied(&f, true).unwrap().tcp.unwrap();
         assert_eq!((t.flags, t.seq), (TCP_RST, 777_777));
         assert!(checksum_ok(&f));
         // never answer a reset
-        let r = parse_denied(&v4_tcp(TCP_RST | TCP_ACK, 1, 1, 0)).unwrap();
+        let r = parse_denied(&v4_tcp(TCP_RST | TCP_ACK, 1, 1, 0), false).unwrap();
         assert_eq!(tcp_reset_frame(&r, [1; 6], [2; 6]), None);
+    }
+
+    fn v4_udp() -> Vec<u8> {
+        let mut p = vec![0u8; 32];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&32u16.to_be_bytes());
+        p[9] = UDP;
+        p[12..16].copy_from_slice(&[10, 233, 7, 5]);
+        p[16..20].copy_from_slice(&[203, 0, 113, 10]);
+        p[20..22].copy_from_slice(&5353u16.to_be_bytes());
+        p[22..24].copy_from_slice(&53u16.to_be_bytes());
+        p[24..26].copy_from_slice(&12u16.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn udp_is_refused_with_icmp_prohibited() {
+        let d = parse_denied(&v4_udp(), false).unwrap();
+        let f = icmp_prohibited_frame(&d, [1; 6], [2; 6]).unwrap();
+        let ip = &f[14..];
+        assert_eq!(ip[9], ICMP);
+        assert_eq!(&ip[12..16], &[203, 0, 113, 10]);
+        assert_eq!(&ip[16..20], &[10, 233, 7, 5]);
+        let icmp = &ip[20..];
+        assert_eq!((icmp[0], icmp[1]), (3, 13));
+        // the quoted packet: the denied header and its first 8 bytes
+        assert_eq!(&icmp[8..], &v4_udp()[..28]);
+        let mut s = 0;
+        add_bytes(&mut s, &ip[..20]);
+        assert_eq!(fold(s), 0);
+        let mut s = 0;
+        add_bytes(&mut s, icmp);
+        assert_eq!(fold(s), 0);
+        // TCP gets a reset instead, ICMP errors and group addresses nothing
+        let t = parse_denied(&v4_tcp(TCP_SYN, 1, 0, 0), false).unwrap();
+        assert_eq!(icmp_prohibited_frame(&t, [1; 6], [2; 6]), None);
+        let mut err = v4_udp();
+        err[9] = ICMP;
+        err[20] = 3;
+        let e = parse_denied(&err, false).unwrap();
+        assert_eq!(icmp_prohibited_frame(&e, [1; 6], [2; 6]), None);
+        let mut echo = v4_udp();
+        echo[9] = ICMP;
+        echo[20] = 8;
+        assert!(
+            icmp_prohibited_frame(&parse_denied(&echo, false).unwrap(), [1; 6], [2; 6]).is_some()
+        );
+        let mut mc = v4_udp();
+        mc[16..20].copy_from_slice(&[224, 0, 0, 251]);
+        assert_eq!(
+            icmp_prohibited_frame(&parse_denied(&mc, false).unwrap(), [1; 6], [2; 6]),
+            None
+        );
+    }
+
+    #[test]
+    fn ipv6_prohibited_has_a_valid_checksum() {
+        let mut p = vec![0u8; 48];
+        p[0] = 0x60;
+        p[4..6].copy_from_slice(&8u16.to_be_bytes());
+        p[6] = UDP;
+        p[8..24].copy_from_slice(&"fd00::5".parse::<Ipv6Addr>().unwrap().octets());
+        p[24..40].copy_from_slice(&"2001:db8::10".parse::<Ipv6Addr>().unwrap().octets());
+        let d = parse_denied(&p, false).unwrap();
+        let f = icmp_prohibited_frame(&d, [1; 6], [2; 6]).unwrap();
+        let ip = &f[14..];
+        let icmp = &ip[40..];
+        assert_eq!((icmp[0], icmp[1]), (1, 1));
+        let mut s = 0;
+        add_bytes(&mut s, &ip[8..40]);
+        s += icmp.len() as u32 + ICMPV6 as u32;
+        add_bytes(&mut s, icmp);
+        assert_eq!(fold(s), 0);
     }
 
     #[test]
@@ -325,9 +489,9 @@ mod tests {
         p[44..48].copy_from_slice(&9u32.to_be_bytes());
         p[52] = 5 << 4;
         p[53] = TCP_SYN;
-        let d = parse_denied(&p).unwrap();
+        let d = parse_denied(&p, false).unwrap();
         let f = tcp_reset_frame(&d, [1; 6], [2; 6]).unwrap();
         assert!(checksum_ok(&f));
-        assert_eq!(parse_denied(&f).unwrap().tcp.unwrap().ack, 10);
+        assert_eq!(parse_denied(&f, true).unwrap().tcp.unwrap().ack, 10);
     }
 }

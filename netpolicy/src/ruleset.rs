@@ -512,7 +512,10 @@ pub fn build(p: &Compiled, ifs: &Interfaces) -> Ruleset {
             vec![Expr::Eq(Field::EtherType, Value::U16(ETH_ARP))],
             Verdict::Accept,
         )];
-        if p.dns {
+        // always open to the resolver: it answers what the phase allows
+        // (and refuses names when the phase resolves none), so a pod
+        // without DNS learns so at once, and its attempts are audited by name
+        {
             for proto in [UDP, TCP] {
                 rules.push(rule(
                     vec![

@@ -244,11 +244,12 @@ fn the_resolver_link_carries_dns_to_the_resolver_only() {
         let o = eval(&rs, &mut st, dev, &bad, 0);
         assert!(!o.accepted && o.logged, "{bad:?}");
     }
-    // a phase without DNS closes it
+    // a phase without DNS still reaches the resolver, which refuses every name
     let off = config(Mode::Offline, &[], false).unwrap();
     let rs = build(&Compiled::new(&off.agent, &[]), &ifs());
     let mut st = State::new(&rs);
-    assert!(!eval(&rs, &mut st, dev, &Packet::ports(r, UDP, 5000, 53), 0).accepted);
+    assert!(eval(&rs, &mut st, dev, &Packet::ports(r, UDP, 5000, 53), 0).accepted);
+    assert!(!eval(&rs, &mut st, dev, &Packet::ports(r, UDP, 5000, 54), 0).accepted);
 }
 
 #[test]

@@ -121,12 +121,14 @@ impl TestNet {
         ip(&["link", "set", &br, "up"])?;
         let host_end = format!("abx-rt{}", self.index);
         let _ = ip(&["link", "del", &host_end]);
+        // the router's end gets a unique name until it is in the router's namespace
+        let inner = format!("abx-ri{}", self.index);
         ip(&[
-            "link", "add", &host_end, "type", "veth", "peer", "name", "abx-rtin",
+            "link", "add", &host_end, "type", "veth", "peer", "name", &inner,
         ])?;
-        ip(&["link", "set", "abx-rtin", "netns", &rt])?;
+        ip(&["link", "set", &inner, "netns", &rt])?;
         ip(&["link", "set", &host_end, "master", &br, "up"])?;
-        ip(&["-n", &rt, "link", "set", "abx-rtin", "name", "eth0"])?;
+        ip(&["-n", &rt, "link", "set", &inner, "name", "eth0"])?;
         ip(&["-n", &rt, "addr", "add", &format!("{r4}/24"), "dev", "eth0"])?;
         ip(&[
             "-n",
@@ -327,6 +329,19 @@ impl TestNet {
             .lines()
             .filter(|l| l.contains("query[") && l.contains(&name))
             .count()
+    }
+
+    /// A TCP echo server of the test on the node's own address on the test's
+    /// bridge (10.233.X.1, there once a pod exists): the "node" destination.
+    pub fn serve_on_node(&mut self, port: u16) -> Result<String> {
+        let addr = format!("10.233.{}.1", self.index);
+        let l = TcpListener::bind(format!("{addr}:{port}"))
+            .with_context(|| format!("listen on the node's bridge address {addr}:{port}"))?;
+        l.set_nonblocking(true)?;
+        let stop = self.stop.clone();
+        self.threads
+            .push(std::thread::spawn(move || tcp_server(l, stop, false)));
+        Ok(addr)
     }
 
     /// The agentbox `[network]` line naming this router's dnsmasq as upstream.

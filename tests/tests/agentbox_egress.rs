@@ -1,7 +1,8 @@
 //! Pod egress through CRI with CNI: from inside the sandbox, each
 //! destination is reachable or not exactly as each `[network]` mode says,
 //! over IPv4 and IPv6, by address and by name, for TCP, UDP and ICMP; every
-//! refusal is in the audit log with its destination. Needs root. All
+//! refusal is in the audit log with its destination. Both backends: runsc
+//! (gVisor) and the shim backend in front of runc-v2. Needs root. All
 //! destinations are hosts of the test's own router namespace (proven before
 //! any pod sends), and a guard table keeps pod traffic off every other
 //! interface of the node (see `agentbox_e2e::egress`).
@@ -14,65 +15,178 @@ use agentbox_e2e::egress::*;
 use agentbox_e2e::skip_unless_root;
 use egress_common::*;
 
-fn l(s: &str) -> String {
-    s.to_string()
+const NODE_PORT: u16 = 18080;
+
+/// The same probes in every mode: by address and by name, IPv4 and IPv6,
+/// TCP, UDP and ICMP, plus the classes blocked in every mode.
+fn matrix(node: &str) -> Vec<(String, String)> {
+    let p = |a: &str, b: String| (a.to_string(), b);
+    vec![
+        p("ip-tcp4", format!("tcp {PUBLIC4_OTHER} 80")),
+        p("ip-udp4", format!("udp {PUBLIC4_OTHER} 80")),
+        p("ip-icmp4", format!("icmp {PUBLIC4_OTHER}")),
+        p("ip-tcp6", format!("-6 tcp {PUBLIC6_OTHER} 80")),
+        p("ip-udp6", format!("-6 udp {PUBLIC6_OTHER} 80")),
+        p("ip-icmp6", format!("-6 icmp {PUBLIC6_OTHER}")),
+        p("name-tcp4", "-4 tcp allowed.mirror.test 80".into()),
+        p("name-udp4", "-4 udp allowed.mirror.test 80".into()),
+        p("name-icmp4", "-4 icmp allowed.mirror.test".into()),
+        p("name-tcp6", "-6 tcp allowed.mirror.test 80".into()),
+        p("name-udp6", "-6 udp allowed.mirror.test 80".into()),
+        p("name-icmp6", "-6 icmp allowed.mirror.test".into()),
+        p("name-unlisted", "-4 tcp other.mirror.test 80".into()),
+        p("metadata4", format!("tcp {METADATA4} 80")),
+        p("metadata4-udp", format!("udp {METADATA4} 80")),
+        p("metadata6", format!("-6 tcp {METADATA6} 80")),
+        p("metadata-mapped", "-6 tcp ::ffff:169.254.169.254 80".into()),
+        p("private", format!("tcp {PRIVATE4} 80")),
+        p("node", format!("tcp {node} {NODE_PORT}")),
+    ]
 }
 
-#[test]
-fn allowlist_by_address_in_gvisor() {
-    if skip_unless_root("allowlist_by_address_in_gvisor") {
-        return;
+fn want(open_ip: bool, open_name: bool, unlisted_name: bool) -> Vec<(String, bool)> {
+    let mut w: Vec<(String, bool)> = Vec::new();
+    for l in [
+        "ip-tcp4", "ip-udp4", "ip-icmp4", "ip-tcp6", "ip-udp6", "ip-icmp6",
+    ] {
+        w.push((l.into(), open_ip));
     }
+    for l in [
+        "name-tcp4",
+        "name-udp4",
+        "name-icmp4",
+        "name-tcp6",
+        "name-udp6",
+        "name-icmp6",
+    ] {
+        w.push((l.into(), open_name));
+    }
+    w.push(("name-unlisted".into(), unlisted_name));
+    for l in [
+        "metadata4",
+        "metadata4-udp",
+        "metadata6",
+        "metadata-mapped",
+        "private",
+        "node",
+    ] {
+        w.push((l.into(), false));
+    }
+    w
+}
+
+/// Every mode, one pod each, on one backend.
+fn modes(delegate: bool) {
     let cfg = ConfigDir::new();
-    let (ctd, net) = start(&cfg);
+    let (ctd, mut net) = start(&cfg, &["offline", "allowlist", "open"]);
     write(
         &cfg,
         &ctd,
         &net,
-        &format!("mode = \"allowlist\"\nallow = [\"{PUBLIC4}:80\", \"[{PUBLIC6}]:80\", \"{PUBLIC4_OTHER}\"]\n"),
-        false,
+        "offline",
+        "mode = \"offline\"\n",
+        delegate,
     );
+    write(
+        &cfg,
+        &ctd,
+        &net,
+        "allowlist",
+        &format!("mode = \"allowlist\"\nallow = [\"{PUBLIC4_OTHER}\", \"{PUBLIC6_OTHER}\", \"allowed.mirror.test\"]\n"),
+        delegate,
+    );
+    write(&cfg, &ctd, &net, "open", "mode = \"open\"\n", delegate);
     let cri = ctd.cri().expect("CRI");
-    let (_pod, id) = pod_with(&cri, &ctd, "allow-ip", &[]);
-    let probes: Vec<(String, String)> = vec![
-        (l("tcp4-allowed"), format!("tcp {PUBLIC4} 80")),
-        (l("udp4-allowed"), format!("udp {PUBLIC4} 80")),
-        (l("tcp4-other-port"), format!("tcp {PUBLIC4} 443")),
-        (l("icmp4-port-entry"), format!("icmp {PUBLIC4}")),
-        (l("icmp4-any-entry"), format!("icmp {PUBLIC4_OTHER}")),
-        (l("tcp6-allowed"), format!("-6 tcp {PUBLIC6} 80")),
-        (l("udp6-allowed"), format!("-6 udp {PUBLIC6} 80")),
-        (l("tcp6-not-listed"), format!("-6 tcp {PUBLIC6_OTHER} 80")),
-        (l("tcp4-metadata"), format!("tcp {METADATA4} 80")),
-        (l("tcp6-metadata"), format!("-6 tcp {METADATA6} 80")),
-        (l("tcp4-private"), format!("tcp {PRIVATE4} 80")),
-    ];
-    let r = probe(&cri, &id, &probes);
-    eprintln!("{r:#?}");
-    expect(
-        &r,
-        &[
-            (l("tcp4-allowed"), true),
-            (l("udp4-allowed"), true),
-            (l("tcp4-other-port"), false),
-            (l("icmp4-port-entry"), false),
-            (l("icmp4-any-entry"), true),
-            (l("tcp6-allowed"), true),
-            (l("udp6-allowed"), true),
-            (l("tcp6-not-listed"), false),
-            (l("tcp4-metadata"), false),
-            (l("tcp6-metadata"), false),
-            (l("tcp4-private"), false),
-        ],
-    );
+    let mut node = None;
+    for (mode, open_ip, open_name, unlisted) in [
+        ("offline", false, false, false),
+        ("allowlist", true, true, false),
+        ("open", true, true, true),
+    ] {
+        let t0 = std::time::Instant::now();
+        let (_pod, id) = pod_with(&cri, &ctd, mode, &format!("{mode}-pod"), &[]);
+        eprintln!("{mode}: pod up in {:?}", t0.elapsed());
+        if node.is_none() {
+            node = Some(net.serve_on_node(NODE_PORT).expect("node listener"));
+        }
+        let node = node.as_deref().unwrap();
+        let t0 = std::time::Instant::now();
+        let r = probe(&cri, &id, &matrix(node));
+        eprintln!("{mode}: probes in {:?}: {r:#?}", t0.elapsed());
+        expect(&r, &want(open_ip, open_name, unlisted));
+    }
+    // each refusal in the audit log with its destination and why
     let d = denied(&cfg);
+    if std::env::var_os("AGENTBOX_SHOW_AUDIT").is_some() {
+        for r in &d {
+            eprintln!(
+                "{} {} {} {} {}",
+                r["pod"], r["protocol"], r["address"], r["port"], r["reason"]
+            );
+        }
+    }
+    let has = |addr: &str, reason: &str, proto: &str| {
+        d.iter()
+            .any(|r| r["address"] == addr && r["reason"] == reason && r["protocol"] == proto)
+    };
+    for (addr, reason, proto) in [
+        (PUBLIC4_OTHER, "offline", "tcp"),
+        (PUBLIC4_OTHER, "offline", "udp"),
+        (PUBLIC4_OTHER, "offline", "icmp"),
+        (PUBLIC6_OTHER, "offline", "icmpv6"),
+        (METADATA4, "metadata", "tcp"),
+        (METADATA4, "metadata", "udp"),
+        (METADATA6, "metadata", "tcp"),
+        (PRIVATE4, "private", "tcp"),
+    ] {
+        assert!(
+            has(addr, reason, proto),
+            "no egress_denied for {addr} {reason} {proto}: {d:#?}"
+        );
+    }
     assert!(
-        d.iter().any(|r| r["address"] == METADATA4
-            && r["reason"] == "metadata"
-            && r["port"] == 80
-            && r["protocol"] == "tcp"),
+        d.iter().any(|r| r["protocol"] == "dns"
+            && r["name"] == "other.mirror.test"
+            && r["reason"] == "not-allowed"),
         "{d:#?}"
     );
+    // offline: names are refused at agentbox's resolver, and audited by name
+    assert!(
+        d.iter().any(|r| r["protocol"] == "dns"
+            && r["name"] == "allowed.mirror.test"
+            && r["reason"] == "offline"),
+        "{d:#?}"
+    );
+    let node = node.unwrap();
+    if std::env::var_os("AGENTBOX_SHOW_AUDIT").is_some() {
+        eprintln!("{}", serde_json::to_string_pretty(&d).unwrap());
+    }
+    assert!(
+        d.iter().any(|r| r["address"] == node.as_str()
+            && r["reason"] == "node"
+            && r["port"] == NODE_PORT),
+        "{d:#?}"
+    );
+    // a runc container is named; every record names the pod
+    assert!(d
+        .iter()
+        .all(|r| r["pod"].as_str().is_some_and(|p| p.ends_with("-pod"))));
+}
+
+#[test]
+fn modes_in_gvisor() {
+    if skip_unless_root("modes_in_gvisor") {
+        return;
+    }
+    modes(false);
+}
+
+#[test]
+fn modes_behind_the_runc_delegate() {
+    if skip_unless_root("modes_behind_the_runc_delegate") {
+        return;
+    }
+    modes(true);
 }
 
 /// Names through agentbox's resolver: only allowed names resolve, exactly
@@ -86,16 +200,17 @@ fn allowlist_by_name_in_gvisor() {
         return;
     }
     let cfg = ConfigDir::new();
-    let (ctd, net) = start(&cfg);
+    let (ctd, net) = start(&cfg, &["names"]);
     write(
         &cfg,
         &ctd,
         &net,
+        "names",
         "mode = \"allowlist\"\nallow = [\"allowed.mirror.test:80\", \"v6only.mirror.test:80\", \"rebind.mirror.test:80\", \"shared.cdn.test:80\", \"*.tunnel.test:80\"]\ndns_min_ttl = 1\ndns_max_ttl = 4\n",
         false,
     );
     let cri = ctd.cri().expect("CRI");
-    let (_pod, id) = pod_with(&cri, &ctd, "allow-name", &[]);
+    let (_pod, id) = pod_with(&cri, &ctd, "names", "allow-name", &[]);
     let resolver = format!("10.233.{}.254", ctd.network().index);
     if std::env::var_os("AGENTBOX_DEBUG_DNS").is_some() {
         for c in [

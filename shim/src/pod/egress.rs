@@ -82,12 +82,11 @@ impl Pod {
         if first_agent {
             net.switch_to_agent()?;
         }
-        if net.cfg.uses_dns() {
-            let servers = network::resolv_conf::rewrite(&mut a.enforced.spec, bundle)?;
-            crate::enforce::write_atomic(&bundle.join("config.json"), &a.enforced.spec)
-                .map_err(|e| format!("agentbox cannot write the container spec: {e}"))?;
-            net.learn_upstream(servers);
-        }
+        // names resolve through agentbox's resolver, whatever the mode
+        let servers = network::resolv_conf::rewrite(&mut a.enforced.spec, bundle)?;
+        crate::enforce::write_atomic(&bundle.join("config.json"), &a.enforced.spec)
+            .map_err(|e| format!("agentbox cannot write the container spec: {e}"))?;
+        net.learn_upstream(servers);
         net.app_added(&a.id, a.subject.container.as_deref().unwrap_or(&a.id));
         Ok(())
     }

@@ -8,14 +8,29 @@ use std::time::Duration;
 use agentbox_e2e::agentbox::*;
 use agentbox_e2e::cri::Pod;
 use agentbox_e2e::egress::TestNet;
-use agentbox_e2e::{Binaries, ContainerSpec, Containerd, Cri, BUSYBOX_IMAGE, K8S_NAMESPACE};
+use agentbox_e2e::{
+    Binaries, ContainerSpec, Containerd, Cri, RuntimeHandler, BUSYBOX_IMAGE, K8S_NAMESPACE,
+};
 
 pub const T: Duration = Duration::from_secs(120);
 
-/// A containerd for egress tests and its test network (proven before use).
-pub fn start(cfg: &ConfigDir) -> (Containerd, TestNet) {
-    let path = cfg.path().join("agentbox.toml");
-    let mut opts = options(Binaries::system(), &path);
+/// A containerd for egress tests, one agentbox handler per name in
+/// `handlers` (`agentbox-<name>`, config `<name>.toml`), and its test
+/// network (proven before use).
+pub fn start(cfg: &ConfigDir, handlers: &[&str]) -> (Containerd, TestNet) {
+    let first = cfg.path().join(format!("{}.toml", handlers[0]));
+    let mut opts = options(Binaries::system(), &first);
+    opts.handlers.clear();
+    for h in handlers {
+        opts = opts.handler(
+            RuntimeHandler::new(format!("agentbox-{h}"), RUNTIME_TYPE)
+                .option(
+                    "ConfigPath",
+                    cfg.path().join(format!("{h}.toml")).display().to_string(),
+                )
+                .pod_annotations(["agentbox.dev/*"]),
+        );
+    }
     opts.cni_egress = true;
     let ctd = Containerd::start(opts).expect("start containerd");
     let net = TestNet::new(&ctd).expect("build the test network");
@@ -24,36 +39,45 @@ pub fn start(cfg: &ConfigDir) -> (Containerd, TestNet) {
     (ctd, net)
 }
 
-/// Write the agentbox config: `network` is the body of `[network]` (the
-/// upstream line is added) and may carry `[network.setup]` after it.
-pub fn write(cfg: &ConfigDir, ctd: &Containerd, net: &TestNet, network: &str, delegate: bool) {
+/// Write handler `name`'s agentbox config: `network` is the body of
+/// `[network]` (the upstream line is added) and may carry `[network.setup]`
+/// after it; `top` goes first (e.g. `[phases]`).
+pub fn write(
+    cfg: &ConfigDir,
+    ctd: &Containerd,
+    net: &TestNet,
+    name: &str,
+    network: &str,
+    delegate: bool,
+) {
     let extra = format!(
         "profile = \"standard\"\n[mounts]\n{}\n[network]\n{}\n{network}\n",
         managed_roots(ctd),
         net.upstream()
     );
-    let path = write_config(cfg.path(), "agentbox", "sandbox", &extra);
+    let path = write_config(cfg.path(), name, "sandbox", &extra);
     if delegate {
         use_runc_delegate(&path);
     }
 }
 
-/// A pod with one long-running container; its id. Proves first that the
-/// pod's default routes go to the test's router.
+/// A pod on handler `agentbox-<handler>` with one long-running container;
+/// its id. Proves first that the pod's default routes go to the test's router.
 pub fn pod_with(
     cri: &Cri,
     ctd: &Containerd,
+    handler: &str,
     name: &str,
     annotations: &[(&str, &str)],
 ) -> (Pod, String) {
+    let mut config = cri.pod_config(name, "egress", &format!("uid-{name}"), annotations);
+    if let Some(l) = config.linux.as_mut() {
+        // runc pods: unprivileged ICMP sockets, as gVisor has them
+        l.sysctls
+            .insert("net.ipv4.ping_group_range".into(), "0 2147483647".into());
+    }
     let pod = cri
-        .run_pod(
-            name,
-            "egress",
-            &format!("uid-{name}"),
-            AGENTBOX,
-            annotations,
-        )
+        .run_pod_with_config(config, &format!("agentbox-{handler}"))
         .expect("RunPodSandbox");
     let c = ContainerSpec::new("agent", BUSYBOX_IMAGE).command(["sleep", "600"]);
     let id = cri.create_container(&pod, &c).expect("CreateContainer");
@@ -79,7 +103,7 @@ pub fn probe(cri: &Cri, id: &str, probes: &[(String, String)]) -> BTreeMap<Strin
     let mut script = String::new();
     for (label, args) in probes {
         script.push_str(&format!(
-            "echo '@@ {label}'; netprobe -t 1500 {args} 2>&1; echo \"@@rc $?\"\n"
+            "echo '@@ {label}'; netprobe -t 1000 {args} 2>&1; echo \"@@rc $?\"\n"
         ));
     }
     let r = cri

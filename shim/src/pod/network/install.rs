@@ -35,11 +35,13 @@ pub struct InstallRequest {
 
 /// What the namespace thread hands back.
 struct Opened {
+    /// Interfaces whose logged packets are Ethernet frames.
+    ethernet: Vec<u32>,
     nft: Nft,
     ifs: Interfaces,
     pod_links: Vec<Link>,
-    dns_pending: Option<u32>,
-    dns_sockets: Option<(std::net::UdpSocket, std::net::TcpListener)>,
+    dns_pending: u32,
+    dns_sockets: (std::net::UdpSocket, std::net::TcpListener),
     nflog: netlink_sys::Socket,
 }
 
@@ -48,7 +50,7 @@ fn err<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> String {
 }
 
 /// Inside the pod's namespace: the DNS link, the rules, the sockets.
-fn open_inside(policy: &Compiled, uses_dns: bool) -> Result<Opened, String> {
+fn open_inside(policy: &Compiled) -> Result<Opened, String> {
     let mut rt = Rtnl::open().map_err(err("cannot open rtnetlink"))?;
     // a link left by an earlier daemon of this pod
     if let Some(old) = rt.link(DNS_LINK).map_err(err("cannot list interfaces"))? {
@@ -61,54 +63,52 @@ fn open_inside(policy: &Compiled, uses_dns: bool) -> Result<Opened, String> {
         .into_iter()
         .filter(|l| !l.loopback && l.name != DNS_LINK_RESOLVER)
         .collect();
-    let mut dns_pending = None;
-    let mut dns_link = None;
-    if uses_dns {
-        rt.add_veth(DNS_LINK, DNS_LINK_RESOLVER)
-            .map_err(err("cannot create the resolver link"))?;
-        let pod_side = rt
-            .link(DNS_LINK)
-            .map_err(err("cannot list interfaces"))?
-            .ok_or("the resolver link vanished")?;
-        let resolver_side = rt
-            .link(DNS_LINK_RESOLVER)
-            .map_err(err("cannot list interfaces"))?
-            .ok_or("the resolver link vanished")?;
-        rt.add_address(pod_side.index, IpAddr::V4(RESOLVER_PEER), 30)
-            .map_err(err("cannot address the resolver link"))?;
-        rt.add_address(resolver_side.index, IpAddr::V4(RESOLVER), 30)
-            .map_err(err("cannot address the resolver link"))?;
-        rt.set_up(pod_side.index, true)
-            .map_err(err("cannot bring up the resolver link"))?;
-        dns_pending = Some(resolver_side.index);
-        dns_link = Some(DnsLink {
-            device: DNS_LINK.into(),
-            resolver: RESOLVER,
-        });
-    }
+    let mut ethernet: Vec<u32> = pod_links
+        .iter()
+        .filter(|l| l.mac.is_some())
+        .map(|l| l.index)
+        .collect();
+    // the link to agentbox's resolver, in every mode (it refuses the
+    // names a phase does not allow); its resolver side stays down until
+    // the sandbox started
+    rt.add_veth(DNS_LINK, DNS_LINK_RESOLVER)
+        .map_err(err("cannot create the resolver link"))?;
+    let pod_side = rt
+        .link(DNS_LINK)
+        .map_err(err("cannot list interfaces"))?
+        .ok_or("the resolver link vanished")?;
+    let resolver_side = rt
+        .link(DNS_LINK_RESOLVER)
+        .map_err(err("cannot list interfaces"))?
+        .ok_or("the resolver link vanished")?;
+    rt.add_address(pod_side.index, IpAddr::V4(RESOLVER_PEER), 30)
+        .map_err(err("cannot address the resolver link"))?;
+    rt.add_address(resolver_side.index, IpAddr::V4(RESOLVER), 30)
+        .map_err(err("cannot address the resolver link"))?;
+    rt.set_up(pod_side.index, true)
+        .map_err(err("cannot bring up the resolver link"))?;
+    ethernet.push(pod_side.index);
     let ifs = Interfaces {
         pod: pod_links.iter().map(|l| l.name.clone()).collect(),
-        dns_link,
+        dns_link: Some(DnsLink {
+            device: DNS_LINK.into(),
+            resolver: RESOLVER,
+        }),
     };
     let mut nft = Nft::open().map_err(err("cannot open nftables"))?;
     nft.apply(&build(policy, &ifs))
         .map_err(err("cannot install the rules"))?;
     let nflog = nflog::open().map_err(err("cannot listen for denied packets (NFLOG)"))?;
-    let dns_sockets = if uses_dns {
-        let addr = SocketAddr::from((RESOLVER, 53));
-        let udp = std::net::UdpSocket::bind(addr).map_err(err("cannot open the resolver (udp)"))?;
-        let tcp =
-            std::net::TcpListener::bind(addr).map_err(err("cannot open the resolver (tcp)"))?;
-        Some((udp, tcp))
-    } else {
-        None
-    };
+    let addr = SocketAddr::from((RESOLVER, 53));
+    let udp = std::net::UdpSocket::bind(addr).map_err(err("cannot open the resolver (udp)"))?;
+    let tcp = std::net::TcpListener::bind(addr).map_err(err("cannot open the resolver (tcp)"))?;
     Ok(Opened {
+        ethernet,
         nft,
         ifs,
         pod_links,
-        dns_pending,
-        dns_sockets,
+        dns_pending: resolver_side.index,
+        dns_sockets: (udp, tcp),
         nflog,
     })
 }
@@ -134,8 +134,7 @@ pub fn install(req: InstallRequest) -> Result<Arc<PodNetwork>, String> {
         NetPhase::Agent => &req.cfg.agent,
     };
     let policy = Arc::new(Compiled::new(phase_cfg, &node));
-    let uses_dns = req.cfg.uses_dns();
-    let opened = match netns.run(|| open_inside(&policy, uses_dns)) {
+    let opened = match netns.run(|| open_inside(&policy)) {
         Ok(Ok(o)) => o,
         Ok(Err(e)) | Err(e) => {
             // leave nothing half-done
@@ -146,7 +145,7 @@ pub fn install(req: InstallRequest) -> Result<Arc<PodNetwork>, String> {
     let state = NetworkState {
         netns: req.netns.clone(),
         table: TABLE.into(),
-        dns_link: uses_dns.then(|| super::DNS_LINK.to_string()),
+        dns_link: Some(super::DNS_LINK.to_string()),
     };
     if let Err(e) = state.write(&req.bundle) {
         let _ = netns.run(remove_all);
@@ -170,27 +169,27 @@ pub fn install(req: InstallRequest) -> Result<Arc<PodNetwork>, String> {
             limiter: Limiter::new(AUDIT_RATE, AUDIT_BURST),
             denied: 0,
             upstream: req.cfg.upstream.clone(),
-            dns_link_pending: opened.dns_pending,
+            dns_link_pending: Some(opened.dns_pending),
             apps: Default::default(),
         }),
         tasks: Mutex::new(Vec::new()),
         injector,
+        ethernet: opened.ethernet,
         cfg: req.cfg,
     });
     let mut tasks = vec![nflog::spawn(net.clone(), opened.nflog).map_err(|e| {
         let _ = net.netns.run(remove_all);
         fail(format!("cannot read denied packets: {e}"))
     })?];
-    if let Some((udp, tcp)) = opened.dns_sockets {
-        match resolver::spawn(net.clone(), udp, tcp) {
-            Ok(t) => tasks.extend(t),
-            Err(e) => {
-                for t in tasks {
-                    t.abort();
-                }
-                let _ = net.netns.run(remove_all);
-                return Err(fail(format!("cannot start the resolver: {e}")));
+    let (udp, tcp) = opened.dns_sockets;
+    match resolver::spawn(net.clone(), udp, tcp) {
+        Ok(t) => tasks.extend(t),
+        Err(e) => {
+            for t in tasks {
+                t.abort();
             }
+            let _ = net.netns.run(remove_all);
+            return Err(fail(format!("cannot start the resolver: {e}")));
         }
     }
     *net.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
@@ -204,7 +203,7 @@ pub fn install(req: InstallRequest) -> Result<Arc<PodNetwork>, String> {
             "allow": p.allow.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
             "dns": p.dns,
             "interfaces": interfaces,
-            "resolver": uses_dns.then(|| RESOLVER.to_string()),
+            "resolver": RESOLVER.to_string(),
             "reset_denied_tcp": net.injector.is_some(),
             "install_ms": started.elapsed().as_secs_f64() * 1000.0,
         }),

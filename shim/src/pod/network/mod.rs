@@ -102,6 +102,8 @@ pub struct PodNetwork {
     state: Mutex<State>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     injector: Option<reset::Injector>,
+    /// Interfaces whose logged packets come as Ethernet frames.
+    ethernet: Vec<u32>,
 }
 
 impl std::fmt::Debug for PodNetwork {

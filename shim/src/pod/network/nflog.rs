@@ -38,7 +38,8 @@ pub fn open() -> Result<Socket, String> {
     Ok(sock)
 }
 
-fn payloads(buf: &[u8]) -> Vec<Vec<u8>> {
+/// The payload of each packet message and the interface it left by.
+fn payloads(buf: &[u8]) -> Vec<(Vec<u8>, Option<u32>)> {
     let mut out = Vec::new();
     let mut off = 0;
     while off < buf.len() {
@@ -51,9 +52,13 @@ fn payloads(buf: &[u8]) -> Vec<Vec<u8>> {
             ..
         }) = m.payload
         {
+            let dev = nlas.iter().find_map(|n| match n {
+                PacketNla::IfIndexOutDev(i) => Some(*i),
+                _ => None,
+            });
             for n in nlas {
                 if let PacketNla::Payload(p) = n {
-                    out.push(p);
+                    out.push((p, dev));
                 }
             }
         }
@@ -65,9 +70,10 @@ fn payloads(buf: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
-/// Audit (and reset) one denied packet.
-fn handle(net: &PodNetwork, payload: &[u8]) {
-    let Some(d) = parse_denied(payload) else {
+/// Audit (and refuse inside the sandbox) one denied packet.
+fn handle(net: &PodNetwork, payload: &[u8], dev: Option<u32>) {
+    let ethernet = dev.is_some_and(|i| net.ethernet.contains(&i));
+    let Some(d) = parse_denied(payload, ethernet) else {
         return;
     };
     if let Some(inj) = &net.injector {
@@ -113,8 +119,8 @@ pub fn spawn(net: Arc<PodNetwork>, sock: Socket) -> std::io::Result<tokio::task:
             };
             match ready.try_io(|s| s.get_ref().recv(&mut &mut buf[..], 0)) {
                 Ok(Ok(n)) => {
-                    for p in payloads(&buf[..n]) {
-                        handle(&net, &p);
+                    for (p, dev) in payloads(&buf[..n]) {
+                        handle(&net, &p, dev);
                     }
                 }
                 // the kernel dropped log messages (a flood): count on

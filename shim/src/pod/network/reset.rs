@@ -1,4 +1,4 @@
-//! Resets for denied TCP segments, sent into the sandbox from the host side
+//! Resets for denied TCP segments (and ICMP "prohibited" for the rest), sent into the sandbox from the host side
 //! of the pod's interface, so a denied connect fails at once and a
 //! connection cut by a phase switch ends inside the sandbox too (gVisor
 //! keeps its own connection state, which no conntrack flush reaches).
@@ -6,7 +6,7 @@
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Mutex;
 
-use agentbox_netpolicy::packet::{tcp_reset_frame, Denied};
+use agentbox_netpolicy::packet::{icmp_prohibited_frame, tcp_reset_frame, Denied};
 use agentbox_netpolicy::ratelimit::Limiter;
 
 use super::link::{Link, Rtnl};
@@ -74,10 +74,13 @@ impl Injector {
         None
     }
 
-    /// Send a reset for `d` into the sandbox (TCP only, rate-limited).
+    /// Refuse `d` inside the sandbox: a TCP reset, or an ICMP
+    /// "administratively prohibited" (rate-limited).
     pub fn reset(&self, d: &Denied) {
         let (pod, peer) = d.macs.unwrap_or((self.pod_mac, self.peer_mac));
-        let Some(frame) = tcp_reset_frame(d, pod, peer) else {
+        let Some(frame) =
+            tcp_reset_frame(d, pod, peer).or_else(|| icmp_prohibited_frame(d, pod, peer))
+        else {
             return;
         };
         let now = std::time::SystemTime::now()
