@@ -98,12 +98,18 @@ fn parse_l3(p: &[u8]) -> Option<Denied> {
             s.copy_from_slice(&p[8..24]);
             d.copy_from_slice(&p[24..40]);
             let payload = u16::from_be_bytes([p[4], p[5]]) as usize;
+            // skip extension headers (hop-by-hop, routing, destination options)
+            let (mut next, mut off) = (p[6], 40usize);
+            while matches!(next, 0 | 43 | 60) && p.len() >= off + 8 {
+                next = p[off];
+                off += (p[off + 1] as usize + 1) * 8;
+            }
             (
                 IpAddr::V6(Ipv6Addr::from(s)),
                 IpAddr::V6(Ipv6Addr::from(d)),
-                p[6],
-                &p[40..],
-                payload,
+                next,
+                p.get(off..).unwrap_or(&[]),
+                payload.saturating_sub(off - 40),
             )
         }
         _ => return None,

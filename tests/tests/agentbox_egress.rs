@@ -10,6 +10,7 @@
 #[path = "common/egress.rs"]
 mod egress_common;
 
+use agentbox_e2e::agentbox::wait_until;
 use agentbox_e2e::agentbox::ConfigDir;
 use agentbox_e2e::egress::*;
 use agentbox_e2e::skip_unless_root;
@@ -315,4 +316,155 @@ fn allowlist_by_name_in_gvisor() {
     std::thread::sleep(std::time::Duration::from_secs(6));
     let r = probe(&cri, &id, &[p("ip-after-ttl", format!("tcp {PUBLIC4} 80"))]);
     expect(&r, &[f("ip-after-ttl")]);
+}
+
+/// The phase switch: a setup container downloads from an allowlisted host
+/// and holds a connection open; creating the first agent container switches
+/// the pod to the agent policy (offline) before it can start, and the open
+/// connection is cut — seen from inside the sandbox. In time: the agent
+/// container does not start while the setup container runs, and no setup
+/// container is created after it.
+fn phase_switch(delegate: bool) {
+    let cfg = ConfigDir::new();
+    let (ctd, net) = start(&cfg, &["phases"]);
+    write(
+        &cfg,
+        &ctd,
+        &net,
+        "phases",
+        &format!(
+            "mode = \"offline\"\n[network.setup]\nmode = \"allowlist\"\nallow = [\"allowed.mirror.test:{DOWNLOAD_PORT}\", \"{PUBLIC4}:80\"]\n"
+        ),
+        delegate,
+    );
+    let cri = ctd.cri().expect("CRI");
+    let pod = cri
+        .run_pod(
+            "phased",
+            "egress",
+            "uid-phased",
+            "agentbox-phases",
+            &[("agentbox.dev/setup-containers", "fetch,late")],
+        )
+        .expect("RunPodSandbox");
+    let fetch = agentbox_e2e::ContainerSpec::new("fetch", agentbox_e2e::BUSYBOX_IMAGE)
+        .command(["sh", "-c"])
+        .args([format!(
+            "netprobe -t 5000 get allowed.mirror.test {DOWNLOAD_PORT}; netprobe -t 3000 hold {PUBLIC4} 80 60; echo hold-exit=$?; sleep 4"
+        )]);
+    let fid = cri.create_container(&pod, &fetch).expect("create fetch");
+    cri.start(&fid).expect("start fetch");
+    let log = |name: &str| cri.container_log_text(&pod, name, None).unwrap_or_default();
+    assert!(
+        wait_until(T, || log("fetch").contains("ok 3")),
+        "the setup container did not download and connect: {}",
+        log("fetch")
+    );
+    assert!(
+        log("fetch").contains(&format!("downloaded {DOWNLOAD_BYTES} bytes")),
+        "{}",
+        log("fetch")
+    );
+
+    // the first agent container (CRI creates its task at StartContainer):
+    // its Create switches the pod offline, then its Start is refused while
+    // the setup container still runs
+    let agent = agentbox_e2e::ContainerSpec::new("agent", agentbox_e2e::BUSYBOX_IMAGE)
+        .command(["sleep", "600"]);
+    let aid = cri.create_container(&pod, &agent).expect("create agent");
+    let e = cri
+        .start(&aid)
+        .expect_err("agent started beside a running setup container");
+    assert!(format!("{e:#}").contains("setup container fetch"), "{e:#}");
+    assert!(
+        wait_until(std::time::Duration::from_secs(20), || log("fetch")
+            .contains("cut:")),
+        "the setup phase's connection was not cut: {}\n{}",
+        log("fetch"),
+        std::fs::read_to_string(cfg.path().join("audit.jsonl")).unwrap_or_default()
+    );
+    assert!(log("fetch").contains("hold-exit=3"), "{}", log("fetch"));
+    // no setup container after an agent one
+    let late =
+        agentbox_e2e::ContainerSpec::new("late", agentbox_e2e::BUSYBOX_IMAGE).command(["true"]);
+    let lid = cri
+        .create_container(&pod, &late)
+        .expect("create late (CRI)");
+    let e = cri
+        .start(&lid)
+        .expect_err("setup container ran after the agent");
+    assert!(
+        format!("{e:#}").contains("after agent container agent"),
+        "{e:#}"
+    );
+    // once the setup container exited, an agent starts, offline
+    assert!(
+        wait_until(T, || cri.container_status(&fid).is_ok_and(
+            |s| s.state == agentbox_e2e::cri::v1::ContainerState::ContainerExited as i32
+        )),
+        "the setup container did not exit"
+    );
+    let agent2 = agentbox_e2e::ContainerSpec::new("agent2", agentbox_e2e::BUSYBOX_IMAGE)
+        .command(["sleep", "600"]);
+    let aid = cri.create_container(&pod, &agent2).expect("create agent2");
+    cri.start(&aid).expect("start agent");
+    let p = |a: &str, b: String| (a.to_string(), b);
+    let r = probe(
+        &cri,
+        &aid,
+        &[
+            p("setup-host", format!("tcp {PUBLIC4} 80")),
+            p(
+                "setup-name",
+                format!("get allowed.mirror.test {DOWNLOAD_PORT}"),
+            ),
+            p("public6", format!("-6 tcp {PUBLIC6} 80")),
+        ],
+    );
+    let f = |s: &str| (s.to_string(), false);
+    expect(&r, &[f("setup-host"), f("setup-name"), f("public6")]);
+
+    let recs = agentbox_e2e::agentbox::audit(cfg.path());
+    let ev = |e: &'static str| recs.iter().filter(move |r| r["event"] == e);
+    assert!(
+        ev("network").any(|r| r["phase"] == "setup" && r["mode"] == "allowlist"),
+        "{recs:#?}"
+    );
+    assert!(
+        ev("network_switch")
+            .any(|r| r["from"]["phase"] == "setup" && r["to"]["policy"]["mode"] == "offline"),
+        "{recs:#?}"
+    );
+    assert!(
+        ev("reject").any(|r| r["at"] == "start" && r["container"] == "agent"),
+        "{recs:#?}"
+    );
+    assert!(
+        recs.iter()
+            .all(|r| r["event"] != "egress_denied" || r["reason"] != "multicast"),
+        "neighbour discovery and MLD pass: {recs:#?}"
+    );
+    assert!(ev("reject").any(|r| r["container"] == "late"), "{recs:#?}");
+    // the cut connection's packets, denied under the agent policy
+    assert!(
+        ev("egress_denied")
+            .any(|r| r["address"] == PUBLIC4 && r["port"] == 80 && r["phase"] == "agent"),
+        "{recs:#?}"
+    );
+}
+
+#[test]
+fn phase_switch_in_gvisor() {
+    if skip_unless_root("phase_switch_in_gvisor") {
+        return;
+    }
+    phase_switch(false);
+}
+
+#[test]
+fn phase_switch_behind_the_runc_delegate() {
+    if skip_unless_root("phase_switch_behind_the_runc_delegate") {
+        return;
+    }
+    phase_switch(true);
 }

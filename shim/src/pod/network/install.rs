@@ -81,6 +81,10 @@ fn open_inside(policy: &Compiled) -> Result<Opened, String> {
         .link(DNS_LINK_RESOLVER)
         .map_err(err("cannot list interfaces"))?
         .ok_or("the resolver link vanished")?;
+    // IPv4 only: no IPv6 autoconfiguration chatter from the node's kernel on it
+    for dev in [DNS_LINK, DNS_LINK_RESOLVER] {
+        let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{dev}/disable_ipv6"), "1");
+    }
     rt.add_address(pod_side.index, IpAddr::V4(RESOLVER_PEER), 30)
         .map_err(err("cannot address the resolver link"))?;
     rt.add_address(resolver_side.index, IpAddr::V4(RESOLVER), 30)

@@ -100,6 +100,9 @@ fn handle(net: &PodNetwork, payload: &[u8], dev: Option<u32>) {
     if let Some(p) = d.dport {
         fields["port"] = json!(p);
     }
+    if let Some(t) = d.icmp_type {
+        fields["icmp_type"] = json!(t);
+    }
     if d.dst == std::net::IpAddr::V4(RESOLVER) {
         fields["interface"] = json!(DNS_LINK);
     }
