@@ -383,7 +383,12 @@ fn phase_switch(delegate: bool) {
         log("fetch"),
         std::fs::read_to_string(cfg.path().join("audit.jsonl")).unwrap_or_default()
     );
-    assert!(log("fetch").contains("hold-exit=3"), "{}", log("fetch"));
+    assert!(
+        wait_until(std::time::Duration::from_secs(10), || log("fetch")
+            .contains("hold-exit=3")),
+        "{}",
+        log("fetch")
+    );
     // no setup container after an agent one
     let late =
         agentbox_e2e::ContainerSpec::new("late", agentbox_e2e::BUSYBOX_IMAGE).command(["true"]);
@@ -467,4 +472,221 @@ fn phase_switch_behind_the_runc_delegate() {
         return;
     }
     phase_switch(true);
+}
+
+/// The rules are kernel state in the pod's namespace: they hold across a
+/// containerd restart (the daemon reconnects), and when the agentbox daemon
+/// is killed, containerd's `delete` removes them only after the sandbox;
+/// nothing is left, and the next pod gets its own.
+#[test]
+fn rules_survive_restarts_and_go_with_the_pod() {
+    if skip_unless_root("rules_survive_restarts_and_go_with_the_pod") {
+        return;
+    }
+    let cfg = ConfigDir::new();
+    let opts = egress_options(&cfg, &["restart"]);
+    let mut ctd = agentbox_e2e::Containerd::start(opts.clone()).expect("start containerd");
+    let net = TestNet::new(&ctd).expect("test network");
+    net.prove().expect("proven");
+    ctd.import_busybox(agentbox_e2e::K8S_NAMESPACE)
+        .expect("busybox");
+    write(
+        &cfg,
+        &ctd,
+        &net,
+        "restart",
+        &format!("mode = \"allowlist\"\nallow = [\"{PUBLIC4}:80\"]\n"),
+        false,
+    );
+    let p = |a: &str, b: String| (a.to_string(), b);
+    let probes = || {
+        vec![
+            p("allowed", format!("tcp {PUBLIC4} 80")),
+            p("denied", format!("tcp {PUBLIC4_OTHER} 80")),
+        ]
+    };
+    let want = [("allowed".to_string(), true), ("denied".to_string(), false)];
+    let cri = ctd.cri().expect("CRI");
+    let (pod, id) = pod_with(&cri, &ctd, "restart", "restarts", &[]);
+    expect(&probe(&cri, &id, &probes()), &want);
+    let netns = pod_netns(&ctd, &pod.id);
+    assert!(rules_in(&netns).contains("table netdev agentbox"));
+
+    // containerd restarts: the daemon and the rules stay, containerd reconnects
+    drop(cri);
+    ctd.restart(&opts).expect("restart containerd");
+    let cri = ctd.cri().expect("CRI after restart");
+    expect(&probe(&cri, &id, &probes()), &want);
+    assert!(rules_in(&netns).contains("table netdev agentbox"));
+
+    // the agentbox daemon dies: containerd's `delete` tears the sandbox
+    // down first, then the rules
+    let daemon = agentbox_e2e::agentbox::pids_matching(&[
+        "containerd-shim-agentbox-v1",
+        &ctd.dir().display().to_string(),
+        "-socket",
+    ]);
+    assert_eq!(daemon.len(), 1, "one agentbox daemon: {daemon:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let recs = || agentbox_e2e::agentbox::audit(cfg.path());
+    assert!(
+        wait_until(T, || recs().iter().any(|r| r["event"] == "network_cleanup")),
+        "containerd's delete did not clean up: {:#?}",
+        recs()
+    );
+    let r = recs();
+    let at = |e: &str| {
+        r.iter()
+            .position(|x| x["event"] == e && x["container_id"] == pod.id.as_str())
+    };
+    assert!(
+        at("cleanup").unwrap() < at("network_cleanup").unwrap(),
+        "{r:#?}"
+    );
+    assert!(
+        r.iter()
+            .any(|x| x["event"] == "network_cleanup" && x["result"] == "removed"),
+        "{r:#?}"
+    );
+    if netns.exists() {
+        assert!(!rules_in(&netns).contains("agentbox"), "rules left behind");
+    }
+    assert!(
+        agentbox_e2e::agentbox::processes_mentioning(&pod.id)
+            .iter()
+            .all(|p| !p.contains("runsc")),
+        "sandbox left behind"
+    );
+    let _ = cri.stop_pod(&pod.id);
+    let _ = cri.remove_pod(&pod.id);
+    // the next pod has its own rules
+    let (_pod2, id2) = pod_with(&cri, &ctd, "restart", "after", &[]);
+    expect(&probe(&cri, &id2, &probes()), &want);
+}
+
+/// Fail closed: rules that cannot be installed mean nothing runs, with a
+/// clear error and nothing left behind; a pod annotation that would loosen
+/// the node's policy is refused the same way.
+#[test]
+fn fail_closed() {
+    if skip_unless_root("fail_closed") {
+        return;
+    }
+    let cfg = ConfigDir::new();
+    let (ctd, net) = start(&cfg, &["closed"]);
+    write(&cfg, &ctd, &net, "closed", "mode = \"offline\"\n", false);
+    // a pod's annotation may not open what the node closed
+    let cri = ctd.cri().expect("CRI");
+    let e = cri
+        .run_pod(
+            "loosen",
+            "egress",
+            "uid-loosen",
+            "agentbox-closed",
+            &[("agentbox.dev/network", "open")],
+        )
+        .expect_err("a pod opened its own network");
+    assert!(format!("{e:#}").contains("would loosen"), "{e:#}");
+
+    // a namespace where agentbox's resolver link cannot be made (its name
+    // is taken): Create fails, nothing runs, nothing is left
+    let ns = format!("abx-fc-{}", ctd.network().index);
+    let ip = |args: &[&str]| {
+        assert!(
+            std::process::Command::new("ip")
+                .args(args)
+                .status()
+                .unwrap()
+                .success(),
+            "ip {args:?}"
+        )
+    };
+    ip(&["netns", "add", &ns]);
+    let cleanup = scopeguard(ns.clone());
+    ip(&[
+        "-n",
+        &ns,
+        "link",
+        "add",
+        "agentbox-dnsr",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "x0",
+    ]);
+    ctd.import_busybox(agentbox_e2e::DEFAULT_NAMESPACE)
+        .expect("busybox");
+    let id = ctd.unique_id("failclosed");
+    let config = cfg.path().join("closed.toml").display().to_string();
+    let netns = format!("network:/var/run/netns/{ns}");
+    let o = ctd.ctr_run(
+        &[
+            "--runtime",
+            agentbox_e2e::agentbox::RUNTIME_TYPE,
+            "--runtime-config-path",
+            &config,
+            "--with-ns",
+            &netns,
+        ],
+        agentbox_e2e::BUSYBOX_IMAGE,
+        &id,
+        &["sh", "-c", "echo ran"],
+    );
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!o.status.success() && !out.contains("ran\n"), "{out}");
+    assert!(
+        out.contains("cannot install the pod's egress rules"),
+        "{out}"
+    );
+    let rules = rules_in(std::path::Path::new(&format!("/var/run/netns/{ns}")));
+    assert!(!rules.contains("agentbox"), "rules left behind: {rules}");
+    let links = std::process::Command::new("ip")
+        .args(["-n", &ns, "-o", "link"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&links.stdout).contains("agentbox-dns:"),
+        "link left behind"
+    );
+    // no sandbox ever ran; the daemon ends once containerd is done with it
+    assert!(
+        wait_until(std::time::Duration::from_secs(20), || {
+            agentbox_e2e::agentbox::processes_mentioning(&id)
+                .iter()
+                .all(|p| !p.contains("runsc") && !p.contains("containerd-shim"))
+        }),
+        "{:#?}",
+        agentbox_e2e::agentbox::processes_mentioning(&id)
+    );
+    let recs = agentbox_e2e::agentbox::audit(cfg.path());
+    assert!(
+        recs.iter().any(|r| r["event"] == "reject"
+            && r["reason"]
+                .as_str()
+                .is_some_and(|s| s.contains("egress rules"))),
+        "{recs:#?}"
+    );
+    drop(cleanup);
+}
+
+/// Removes a test namespace on drop.
+struct NsGuard(String);
+impl Drop for NsGuard {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+fn scopeguard(ns: String) -> NsGuard {
+    NsGuard(ns)
 }

@@ -9,15 +9,16 @@ use agentbox_e2e::agentbox::*;
 use agentbox_e2e::cri::Pod;
 use agentbox_e2e::egress::TestNet;
 use agentbox_e2e::{
-    Binaries, ContainerSpec, Containerd, Cri, RuntimeHandler, BUSYBOX_IMAGE, K8S_NAMESPACE,
+    Binaries, ContainerSpec, Containerd, ContainerdOptions, Cri, RuntimeHandler, BUSYBOX_IMAGE,
+    K8S_NAMESPACE,
 };
 
 pub const T: Duration = Duration::from_secs(120);
 
-/// A containerd for egress tests, one agentbox handler per name in
-/// `handlers` (`agentbox-<name>`, config `<name>.toml`), and its test
-/// network (proven before use).
-pub fn start(cfg: &ConfigDir, handlers: &[&str]) -> (Containerd, TestNet) {
+/// Options for a containerd for egress tests: one agentbox handler per
+/// name in `handlers` (`agentbox-<name>`, config `<name>.toml`), CNI routes
+/// to the test's router.
+pub fn egress_options(cfg: &ConfigDir, handlers: &[&str]) -> ContainerdOptions {
     let first = cfg.path().join(format!("{}.toml", handlers[0]));
     let mut opts = options(Binaries::system(), &first);
     opts.handlers.clear();
@@ -32,7 +33,12 @@ pub fn start(cfg: &ConfigDir, handlers: &[&str]) -> (Containerd, TestNet) {
         );
     }
     opts.cni_egress = true;
-    let ctd = Containerd::start(opts).expect("start containerd");
+    opts
+}
+
+/// A containerd (see [`egress_options`]) and its test network, proven before use.
+pub fn start(cfg: &ConfigDir, handlers: &[&str]) -> (Containerd, TestNet) {
+    let ctd = Containerd::start(egress_options(cfg, handlers)).expect("start containerd");
     let net = TestNet::new(&ctd).expect("build the test network");
     net.prove().expect("every destination is the test router's");
     ctd.import_busybox(K8S_NAMESPACE).expect("import busybox");
@@ -148,6 +154,24 @@ pub fn expect(results: &BTreeMap<String, (bool, String)>, want: &[(String, bool)
         bad.len(),
         bad.join("\n")
     );
+}
+
+/// `nft list ruleset` inside the network namespace at `netns`.
+pub fn rules_in(netns: &std::path::Path) -> String {
+    let o = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", netns.display()))
+        .args(["nft", "list", "ruleset"])
+        .output()
+        .expect("nsenter nft");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The pod's network namespace, as agentbox recorded it in the sandbox's bundle.
+pub fn pod_netns(ctd: &Containerd, sandbox_id: &str) -> std::path::PathBuf {
+    let state = bundle_of(ctd, K8S_NAMESPACE, sandbox_id).join("agentbox-network.json");
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state).expect("agentbox-network.json")).unwrap();
+    v["netns"].as_str().expect("netns").into()
 }
 
 /// The egress_denied records so far.
