@@ -9,7 +9,7 @@ use agentbox_netpolicy::ruleset::{LOG_GROUP, SNAPLEN};
 use agentbox_netpolicy::DenyReason;
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
 use netlink_packet_netfilter::nflog::{
-    config_request, ConfigCmd, ConfigMode, PacketNla, ULogMessage,
+    config_request, ConfigCmd, ConfigMode, ConfigNla, PacketNla, Timeout, ULogMessage,
 };
 use netlink_packet_netfilter::{NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily};
 use netlink_sys::constants::NETLINK_NETFILTER;
@@ -29,6 +29,10 @@ pub fn open() -> Result<Socket, String> {
         vec![
             ConfigCmd::Bind.into(),
             ConfigMode::new_packet(SNAPLEN + 64).into(),
+            // hand each packet over at once (the kernel would otherwise batch
+            // them for up to a second, and the refusal would wait with them)
+            ConfigNla::QThresh(1),
+            Timeout::new(1).into(),
         ],
     );
     nl.request(vec![(m, true)], |_| format!("bind NFLOG group {LOG_GROUP}"))
