@@ -75,13 +75,19 @@ fn payloads(buf: &[u8]) -> Vec<(Vec<u8>, Option<u32>)> {
 }
 
 /// Audit (and refuse inside the sandbox) one denied packet.
-fn handle(net: &PodNetwork, payload: &[u8], dev: Option<u32>) {
+fn handle(net: &Arc<PodNetwork>, payload: &[u8], dev: Option<u32>) {
     let ethernet = dev.is_some_and(|i| net.ethernet.contains(&i));
     let Some(d) = parse_denied(payload, ethernet) else {
         return;
     };
-    if let Some(inj) = &net.injector {
-        inj.reset(&d);
+    if let Some(frame) = net.injector.as_ref().and_then(|inj| inj.reset(&d)) {
+        let net = net.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            if let Some(inj) = &net.injector {
+                inj.send(&frame);
+            }
+        });
     }
     let (policy, _) = net.policy();
     let reason = if d.dst == std::net::IpAddr::V4(RESOLVER) {

@@ -75,14 +75,13 @@ impl Injector {
     }
 
     /// Refuse `d` inside the sandbox: a TCP reset, or an ICMP
-    /// "administratively prohibited" (rate-limited).
-    pub fn reset(&self, d: &Denied) {
+    /// "administratively prohibited" (rate-limited). The frame sent, to send
+    /// again a little later: gVisor can take a refusal that arrives within
+    /// microseconds of its SYN as coming too early.
+    pub fn reset(&self, d: &Denied) -> Option<Vec<u8>> {
         let (pod, peer) = d.macs.unwrap_or((self.pod_mac, self.peer_mac));
-        let Some(frame) =
-            tcp_reset_frame(d, pod, peer).or_else(|| icmp_prohibited_frame(d, pod, peer))
-        else {
-            return;
-        };
+        let frame =
+            tcp_reset_frame(d, pod, peer).or_else(|| icmp_prohibited_frame(d, pod, peer))?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|x| x.as_millis() as u64)
@@ -94,8 +93,13 @@ impl Injector {
             .admit(now)
             .is_none()
         {
-            return;
+            return None;
         }
+        self.send(&frame);
+        Some(frame)
+    }
+
+    pub fn send(&self, frame: &[u8]) {
         // SAFETY: sending a buffer we own on our socket.
         let _ = unsafe {
             libc::send(
