@@ -6,7 +6,7 @@ CARGO ?= cargo
 # time is what a 2-core machine takes without timing out.
 E2E_THREADS ?= 2
 
-.PHONY: all deps build release test lint unit e2e test-matrix demo bench bench-policy bench-shim clean
+.PHONY: all deps build release test lint unit e2e test-matrix demo bench bench-policy bench-shim bench-net clean
 
 all: build
 
@@ -43,7 +43,7 @@ demo: deps
 	$(CARGO) build -p agentbox-e2e --bin agentbox-demo
 	$(CARGO) run -q -p agentbox-e2e --bin agentbox-demo
 
-bench: bench-policy bench-shim
+bench: bench-policy bench-shim bench-net
 
 bench-policy:
 	$(CARGO) bench -p agentbox-policy --bench apply
@@ -51,6 +51,11 @@ bench-policy:
 bench-shim: release
 	$(CARGO) build --release -p agentbox-e2e --bin agentbox-bench
 	$(CARGO) run --release -q -p agentbox-e2e --bin agentbox-bench
+
+# Pod egress: rule install, pod start with/without [network], iperf3, DNS.
+bench-net: release
+	$(CARGO) build --release -p agentbox-e2e --bin agentbox-netbench
+	$(CARGO) run --release -q -p agentbox-e2e --bin agentbox-netbench
 
 clean:
 	$(CARGO) clean
