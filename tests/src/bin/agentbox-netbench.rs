@@ -21,9 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agentbox_e2e::agentbox::{
-    managed_roots, pids_matching, write_config, ConfigDir, RUNTIME_TYPE,
-};
+use agentbox_e2e::agentbox::{managed_roots, pids_matching, write_config, ConfigDir, RUNTIME_TYPE};
 use agentbox_e2e::egress::{TestNet, PUBLIC4};
 use agentbox_e2e::{
     is_root, Binaries, ContainerSpec, Containerd, ContainerdOptions, RuntimeHandler, BUSYBOX_IMAGE,
@@ -52,7 +50,10 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 }
 
 fn env_usize(k: &str, d: usize) -> usize {
-    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
 }
 
 fn rss_kb(pid: i32) -> u64 {
@@ -92,11 +93,15 @@ fn run() -> Result<()> {
     install_cost()?;
 
     let cfg = ConfigDir::new();
-    let mut opts = ContainerdOptions::default().with_binaries(Binaries::system().with_shim_dir(&release));
+    let mut opts =
+        ContainerdOptions::default().with_binaries(Binaries::system().with_shim_dir(&release));
     for h in ["net", "plain"] {
         opts = opts.handler(
             RuntimeHandler::new(format!("agentbox-{h}"), RUNTIME_TYPE)
-                .option("ConfigPath", cfg.path().join(format!("{h}.toml")).display().to_string())
+                .option(
+                    "ConfigPath",
+                    cfg.path().join(format!("{h}.toml")).display().to_string(),
+                )
                 .pod_annotations(["agentbox.dev/*"]),
         );
     }
@@ -104,7 +109,10 @@ fn run() -> Result<()> {
     let ctd = Containerd::start(opts).context("start containerd")?;
     let net = TestNet::new(&ctd).context("test network")?;
     net.prove()?;
-    let extra = format!("profile = \"standard\"\n[mounts]\n{}\n", managed_roots(&ctd));
+    let extra = format!(
+        "profile = \"standard\"\n[mounts]\n{}\n",
+        managed_roots(&ctd)
+    );
     write_config(cfg.path(), "plain", "sandbox", &extra);
     write_config(
         cfg.path(),
@@ -133,7 +141,9 @@ fn install_cost() -> Result<()> {
     };
     ip(&["netns", "add", &name])?;
     let _guard = NsGuard(name.clone());
-    ip(&["-n", &name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"])?;
+    ip(&[
+        "-n", &name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
+    ])?;
     ip(&["-n", &name, "link", "set", "eth0", "up"])?;
     let path = std::path::PathBuf::from(format!("/var/run/netns/{name}"));
     let dir = tempfile::tempdir()?;
@@ -141,7 +151,9 @@ fn install_cost() -> Result<()> {
         "[network]\nupstream = [\"127.0.0.1\"]\n{NETWORK}"
     ))?
     .expect("network");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let audit = Arc::new(AuditLog::new(dir.path().join("audit.jsonl")));
     let mut inst = Vec::new();
     let mut rm = Vec::new();
@@ -197,7 +209,11 @@ fn install_cost() -> Result<()> {
         median(&mut inst.clone()),
         pct(&mut inst, 0.95)
     );
-    println!("| teardown | {:.2} | {:.2} |", median(&mut rm.clone()), pct(&mut rm, 0.95));
+    println!(
+        "| teardown | {:.2} | {:.2} |",
+        median(&mut rm.clone()),
+        pct(&mut rm, 0.95)
+    );
     println!(
         "| replace the ruleset in one transaction (phase switch) | {:.2} | {:.2} |\n",
         median(&mut apply.clone()),
@@ -222,8 +238,17 @@ fn pod_start(cri: &agentbox_e2e::Cri) -> Result<()> {
         let h = if i % 2 == 0 { "net" } else { "plain" };
         let name = format!("start-{h}-{i}");
         let t = Instant::now();
-        let pod = cri.run_pod(&name, "bench", &format!("uid-{name}"), &format!("agentbox-{h}"), &[])?;
-        let id = cri.create_container(&pod, &ContainerSpec::new("c", BUSYBOX_IMAGE).command(["sleep", "60"]))?;
+        let pod = cri.run_pod(
+            &name,
+            "bench",
+            &format!("uid-{name}"),
+            &format!("agentbox-{h}"),
+            &[],
+        )?;
+        let id = cri.create_container(
+            &pod,
+            &ContainerSpec::new("c", BUSYBOX_IMAGE).command(["sleep", "60"]),
+        )?;
         cri.start(&id)?;
         let ms = t.elapsed().as_secs_f64() * 1000.0;
         std::thread::sleep(Duration::from_millis(300));
@@ -244,9 +269,18 @@ fn pod_start(cri: &agentbox_e2e::Cri) -> Result<()> {
     let (w, wo) = (median(&mut with), median(&mut without));
     println!("## pod start through CRI, gVisor (median of {runs} each, interleaved)\n");
     println!("| pod | median ms | daemon RSS median KiB |\n|---|---|---|");
-    println!("| with `[network]` (allowlist) | {w:.0} | {:.0} |", median(&mut rss.0));
-    println!("| without `[network]` | {wo:.0} | {:.0} |", median(&mut rss.1));
-    println!("\nratio with / without: **{:.3}** (target ≤ 1.05)\n", w / wo);
+    println!(
+        "| with `[network]` (allowlist) | {w:.0} | {:.0} |",
+        median(&mut rss.0)
+    );
+    println!(
+        "| without `[network]` | {wo:.0} | {:.0} |",
+        median(&mut rss.1)
+    );
+    println!(
+        "\nratio with / without: **{:.3}** (target ≤ 1.05)\n",
+        w / wo
+    );
     Ok(())
 }
 
@@ -254,7 +288,8 @@ fn pod_start(cri: &agentbox_e2e::Cri) -> Result<()> {
 fn iperf_dir(cfg: &ConfigDir) -> Result<std::path::PathBuf> {
     let dir = cfg.path().join("iperf");
     std::fs::create_dir_all(&dir)?;
-    std::fs::copy("/usr/bin/iperf3", dir.join("iperf3")).context("iperf3 (Debian package iperf3)")?;
+    std::fs::copy("/usr/bin/iperf3", dir.join("iperf3"))
+        .context("iperf3 (Debian package iperf3)")?;
     let ldd = Command::new("ldd").arg("/usr/bin/iperf3").output()?;
     for l in String::from_utf8_lossy(&ldd.stdout).lines() {
         let path = l
@@ -271,7 +306,17 @@ fn iperf_dir(cfg: &ConfigDir) -> Result<std::path::PathBuf> {
 
 fn iperf_server(net: &TestNet) -> Result<Child> {
     let c = Command::new("ip")
-        .args(["netns", "exec", &net.router_ns, "iperf3", "-s", "-B", PUBLIC4, "-p", "5201"])
+        .args([
+            "netns",
+            "exec",
+            &net.router_ns,
+            "iperf3",
+            "-s",
+            "-B",
+            PUBLIC4,
+            "-p",
+            "5201",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -281,14 +326,25 @@ fn iperf_server(net: &TestNet) -> Result<Child> {
 }
 
 /// iperf3 from a gVisor pod to the router, with rules and without.
-fn throughput(cri: &agentbox_e2e::Cri, _ctd: &Containerd, net: &TestNet, iperf: &std::path::Path) -> Result<()> {
+fn throughput(
+    cri: &agentbox_e2e::Cri,
+    _ctd: &Containerd,
+    net: &TestNet,
+    iperf: &std::path::Path,
+) -> Result<()> {
     let runs = env_usize("AGENTBOX_BENCH_IPERF_RUNS", 3);
     let secs = env_usize("AGENTBOX_BENCH_IPERF_SECONDS", 5);
     let mut server = iperf_server(net)?;
     let mut pods = Vec::new();
     for h in ["net", "plain"] {
         let name = format!("iperf-{h}");
-        let pod = cri.run_pod(&name, "bench", &format!("uid-{name}"), &format!("agentbox-{h}"), &[])?;
+        let pod = cri.run_pod(
+            &name,
+            "bench",
+            &format!("uid-{name}"),
+            &format!("agentbox-{h}"),
+            &[],
+        )?;
         let c = ContainerSpec::new("c", BUSYBOX_IMAGE)
             .command(["sleep", "600"])
             .mount(iperf, "/opt/iperf", true);
@@ -302,7 +358,11 @@ fn throughput(cri: &agentbox_e2e::Cri, _ctd: &Containerd, net: &TestNet, iperf: 
             let cmd = format!(
                 "/opt/iperf/ld-linux-x86-64.so.2 --library-path /opt/iperf /opt/iperf/iperf3 -c {PUBLIC4} -p 5201 -t {secs} -J"
             );
-            let r = cri.exec_sync(id, &["sh", "-c", &cmd], Duration::from_secs(secs as u64 + 60))?;
+            let r = cri.exec_sync(
+                id,
+                &["sh", "-c", &cmd],
+                Duration::from_secs(secs as u64 + 60),
+            )?;
             let v: serde_json::Value = serde_json::from_str(&r.stdout)
                 .with_context(|| format!("iperf3 output: {} {}", r.stdout, r.stderr))?;
             let bps = v["end"]["sum_received"]["bits_per_second"]
@@ -328,7 +388,10 @@ fn throughput(cri: &agentbox_e2e::Cri, _ctd: &Containerd, net: &TestNet, iperf: 
     println!("| pod | Mbit/s |\n|---|---|");
     println!("| with rules (allowlist, `203.0.113.10:5201` allowed) | {w:.0} |");
     println!("| without `[network]` | {wo:.0} |");
-    println!("\nratio with / without: **{:.3}** (target ≥ 0.95)\n", w / wo);
+    println!(
+        "\nratio with / without: **{:.3}** (target ≥ 0.95)\n",
+        w / wo
+    );
     Ok(())
 }
 
@@ -337,9 +400,13 @@ fn throughput(cri: &agentbox_e2e::Cri, _ctd: &Containerd, net: &TestNet, iperf: 
 fn dns_latency(cri: &agentbox_e2e::Cri, ctd: &Containerd) -> Result<()> {
     let n = env_usize("AGENTBOX_BENCH_DNS_QUERIES", 300);
     let pod = cri.run_pod("dns", "bench", "uid-dns", "agentbox-net", &[])?;
-    let id = cri.create_container(&pod, &ContainerSpec::new("c", BUSYBOX_IMAGE).command(["sleep", "600"]))?;
+    let id = cri.create_container(
+        &pod,
+        &ContainerSpec::new("c", BUSYBOX_IMAGE).command(["sleep", "600"]),
+    )?;
     cri.start(&id)?;
-    let state = agentbox_e2e::agentbox::bundle_of(ctd, K8S_NAMESPACE, &pod.id).join("agentbox-network.json");
+    let state = agentbox_e2e::agentbox::bundle_of(ctd, K8S_NAMESPACE, &pod.id)
+        .join("agentbox-network.json");
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&state)?)?;
     let netns = std::fs::File::open(v["netns"].as_str().context("netns")?)?;
     let ask = |server: SocketAddr, name: &str| -> Result<Vec<f64>> {
@@ -361,7 +428,10 @@ fn dns_latency(cri: &agentbox_e2e::Cri, ctd: &Containerd) -> Result<()> {
     let (mut allowed, mut refused) = std::thread::scope(|s| {
         s.spawn(|| -> Result<(Vec<f64>, Vec<f64>)> {
             nix::sched::setns(netns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)?;
-            Ok((ask(resolver, "allowed.mirror.test")?, ask(resolver, "not.allowed.example")?))
+            Ok((
+                ask(resolver, "allowed.mirror.test")?,
+                ask(resolver, "not.allowed.example")?,
+            ))
         })
         .join()
         .map_err(|_| anyhow::anyhow!("dns thread panicked"))?
