@@ -6,7 +6,7 @@ CARGO ?= cargo
 # time is what a 2-core machine takes without timing out.
 E2E_THREADS ?= 2
 
-.PHONY: all deps build release test lint unit e2e test-matrix demo bench bench-policy bench-shim bench-net clean
+.PHONY: all deps build release test lint unit e2e test-matrix test-flood demo bench bench-policy bench-shim bench-activity bench-net clean
 
 all: build
 
@@ -26,7 +26,7 @@ lint:
 # Unit, golden, property and in-process tests (no root needed), then the
 # end-to-end suites against real containerd + runc + runsc (root).
 unit:
-	$(CARGO) test -p agentbox-policy -p agentbox-shim --tests
+	$(CARGO) test -p agentbox-policy -p agentbox-shim -p agentbox-activity -p agentbox-audit --tests
 
 e2e: build
 	$(CARGO) test -p agentbox-e2e --tests -- --test-threads=$(E2E_THREADS)
@@ -38,12 +38,16 @@ test: deps lint build unit e2e
 test-matrix: build
 	$(CARGO) test -p agentbox-e2e --test agentbox_matrix -- --test-threads=$(E2E_THREADS)
 
+# The activity audit under a flood of 100,000 file opens (make test runs 20,000).
+test-flood: build
+	AGENTBOX_FLOOD_OPENS=100000 $(CARGO) test -p agentbox-e2e --test agentbox_activity -- a_flood
+
 demo: deps
 	$(CARGO) build -p agentbox-shim
 	$(CARGO) build -p agentbox-e2e --bin agentbox-demo
 	$(CARGO) run -q -p agentbox-e2e --bin agentbox-demo
 
-bench: bench-policy bench-shim bench-net
+bench: bench-policy bench-shim bench-activity bench-net
 
 bench-policy:
 	$(CARGO) bench -p agentbox-policy --bench apply
@@ -56,6 +60,11 @@ bench-shim: release
 bench-net: release
 	$(CARGO) build --release -p agentbox-e2e --bin agentbox-netbench
 	$(CARGO) run --release -q -p agentbox-e2e --bin agentbox-netbench
+
+# The activity audit's cost: a build-like workload with it off and on, as ratios.
+bench-activity: release
+	$(CARGO) build --release -p agentbox-e2e --bin agentbox-activity-bench
+	$(CARGO) run --release -q -p agentbox-e2e --bin agentbox-activity-bench
 
 clean:
 	$(CARGO) clean

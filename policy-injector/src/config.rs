@@ -54,6 +54,8 @@ struct RawConfig {
     network: Option<toml::Value>,
     #[allow(dead_code)]
     lifetime: Option<toml::Value>,
+    #[allow(dead_code)]
+    activity: Option<toml::Value>,
 }
 
 #[derive(Deserialize, Debug, Default)]

@@ -153,10 +153,11 @@ fn v2_fragment_runs_a_pod_on_containerd_1_6() {
 #[test]
 fn v3_fragment_runs_a_pod_on_containerd_2_1() {
     if std::env::var("AGENTBOX_E2E_SUITES").is_ok_and(|s| !s.split(',').any(|x| x.trim() == "sid"))
+        && agentbox_e2e::skip(
+            "v3_fragment_runs_a_pod_on_containerd_2_1",
+            "AGENTBOX_E2E_SUITES excludes sid",
+        )
     {
-        eprintln!(
-            "SKIPPED v3_fragment_runs_a_pod_on_containerd_2_1: AGENTBOX_E2E_SUITES excludes sid"
-        );
         return;
     }
     fragment_runs_a_pod(

@@ -67,6 +67,7 @@ impl Pod {
         if let Some(o) = runtime.as_object_mut() {
             o.insert("config".into(), Value::String(cfg.origin.clone()));
         }
+        cfg.check_activity_backend()?;
         let audit = Arc::new(AuditLog::new(&cfg.audit.path));
         let enforced =
             enforce::enforce_bundle(&cfg.policy, &audit, bundle, &self.namespace, id, runtime)
@@ -103,6 +104,7 @@ impl Pod {
             self.phases.on_delete(id);
             return Err(refuse(&admitted, e));
         }
+        self.containers.insert(id, &admitted.subject);
         Ok(admitted)
     }
 }
