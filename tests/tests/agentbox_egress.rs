@@ -118,14 +118,6 @@ fn modes(delegate: bool) {
     }
     // each refusal in the audit log with its destination and why
     let d = denied(&cfg);
-    if std::env::var_os("AGENTBOX_SHOW_AUDIT").is_some() {
-        for r in &d {
-            eprintln!(
-                "{} {} {} {} {}",
-                r["pod"], r["protocol"], r["address"], r["port"], r["reason"]
-            );
-        }
-    }
     let has = |addr: &str, reason: &str, proto: &str| {
         d.iter()
             .any(|r| r["address"] == addr && r["reason"] == reason && r["protocol"] == proto)

@@ -288,6 +288,21 @@ impl Task for ForwardTask {
         if let Err(e) = r {
             tracing::debug!(error = %e, address = %self.delegate.address, "delegate shutdown");
         }
+        // runc-v2 removes the socket its bundle's `address` file names when
+        // it exits — for a CRI pod that is agentbox's, not its own: remove the
+        // delegate's once nobody serves it (bounded)
+        let path = self
+            .delegate
+            .address
+            .trim_start_matches("unix://")
+            .to_string();
+        for _ in 0..40 {
+            crate::bootstrap::remove_stale_socket(&path);
+            if !std::path::Path::new(&path).exists() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         self.pod.shutdown.notify_one();
         Ok(Empty::new())
     }
