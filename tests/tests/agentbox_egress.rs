@@ -151,9 +151,6 @@ fn modes(delegate: bool) {
         "{d:#?}"
     );
     let node = node.unwrap();
-    if std::env::var_os("AGENTBOX_SHOW_AUDIT").is_some() {
-        eprintln!("{}", serde_json::to_string_pretty(&d).unwrap());
-    }
     assert!(
         d.iter().any(|r| r["address"] == node.as_str()
             && r["reason"] == "node"
@@ -205,20 +202,6 @@ fn allowlist_by_name_in_gvisor() {
     let cri = ctd.cri().expect("CRI");
     let (_pod, id) = pod_with(&cri, &ctd, "names", "allow-name", &[]);
     let resolver = format!("10.233.{}.254", ctd.network().index);
-    if std::env::var_os("AGENTBOX_DEBUG_DNS").is_some() {
-        for c in [
-            &["cat", "/etc/resolv.conf"][..],
-            &["ip", "addr"],
-            &["ip", "route"],
-            &["nslookup", "allowed.mirror.test", "169.254.53.1"],
-        ] {
-            eprintln!("{c:?}: {:?}", cri.exec_sync(&id, c, T));
-        }
-        eprintln!(
-            "audit: {}",
-            std::fs::read_to_string(cfg.path().join("audit.jsonl")).unwrap_or_default()
-        );
-    }
     let p = |a: &str, b: String| (a.to_string(), b);
     let r = probe(
         &cri,
