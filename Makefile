@@ -6,7 +6,7 @@ CARGO ?= cargo
 # time is what a 2-core machine takes without timing out.
 E2E_THREADS ?= 2
 
-.PHONY: all deps build release test lint unit e2e test-matrix test-flood demo bench bench-policy bench-shim bench-activity bench-net clean
+.PHONY: all deps build release test lint unit e2e test-matrix test-flood demo bench bench-policy bench-shim bench-activity bench-node node-image runtimeclass bench-net clean
 
 all: build
 
@@ -17,7 +17,7 @@ build: deps
 	$(CARGO) build --workspace --all-targets
 
 release: deps
-	$(CARGO) build --release -p agentbox-shim -p agentbox-policy
+	$(CARGO) build --release -p agentbox-shim -p agentbox-policy -p agentbox-node
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -26,10 +26,10 @@ lint:
 # Unit, golden, property and in-process tests (no root needed), then the
 # end-to-end suites against real containerd + runc + runsc (root).
 unit:
-	$(CARGO) test -p agentbox-policy -p agentbox-shim -p agentbox-activity -p agentbox-audit --tests
+	$(CARGO) test --workspace --exclude agentbox-e2e --tests
 
 e2e: build
-	$(CARGO) test -p agentbox-e2e --tests -- --test-threads=$(E2E_THREADS)
+	$(CARGO) test -p agentbox-e2e --tests --no-fail-fast -- --test-threads=$(E2E_THREADS)
 
 test: deps lint build unit e2e
 
@@ -47,7 +47,7 @@ demo: deps
 	$(CARGO) build -p agentbox-e2e --bin agentbox-demo
 	$(CARGO) run -q -p agentbox-e2e --bin agentbox-demo
 
-bench: bench-policy bench-shim bench-activity bench-net
+bench: bench-policy bench-shim bench-activity bench-node bench-net
 
 bench-policy:
 	$(CARGO) bench -p agentbox-policy --bench apply
@@ -65,6 +65,21 @@ bench-net: release
 bench-activity: release
 	$(CARGO) build --release -p agentbox-e2e --bin agentbox-activity-bench
 	$(CARGO) run --release -q -p agentbox-e2e --bin agentbox-activity-bench
+
+# The node agent: install time, the gVisor pod overhead behind the chart's
+# overhead.podFixed, 20 pods at once on the installed handler (BENCHMARKS.md).
+bench-node: release
+	$(CARGO) build --release -p agentbox-e2e --bin agentbox-node-bench
+	$(CARGO) run --release -q -p agentbox-e2e --bin agentbox-node-bench
+
+# The node agent image (node-agent/Dockerfile, buildah) from the release build.
+NODE_IMAGE ?= agentbox/agentbox-node:0.1.0
+node-image: release
+	scripts/build-node-image.sh target/release $(NODE_IMAGE) target/agentbox-node-image.tar
+
+# runtimeclass/ from charts/agentbox (a test checks they agree).
+runtimeclass: deps
+	.work/tools/venv/bin/python scripts/gen-runtimeclass.py
 
 clean:
 	$(CARGO) clean

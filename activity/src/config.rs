@@ -35,6 +35,10 @@ pub struct ActivityConfig {
     /// Distinct (process, path) pairs kept in memory before a process's file
     /// records are written early.
     pub max_tracked_files: usize,
+    /// Processes followed at once. A process whose exit point was dropped
+    /// would otherwise stay forever; beyond this, the longest-followed one
+    /// is written out and forgotten (counted as `evicted`).
+    pub max_tracked_processes: usize,
     /// Records waiting for the disk; beyond, they are dropped and counted so
     /// a slow disk never slows the sandbox.
     pub queue: usize,
@@ -50,6 +54,7 @@ impl Default for ActivityConfig {
             rate_per_second: 500,
             burst: 5000,
             max_tracked_files: 4096,
+            max_tracked_processes: 4096,
             queue: 4096,
         }
     }
@@ -70,8 +75,11 @@ impl ActivityConfig {
         if self.rate_per_second == 0 || self.burst == 0 {
             return Err("activity.rate_per_second and activity.burst must be at least 1".into());
         }
-        if self.queue == 0 || self.max_tracked_files == 0 {
-            return Err("activity.queue and activity.max_tracked_files must be at least 1".into());
+        if self.queue == 0 || self.max_tracked_files == 0 || self.max_tracked_processes == 0 {
+            return Err(
+                "activity.queue, activity.max_tracked_files and activity.max_tracked_processes must be at least 1"
+                    .into(),
+            );
         }
         if let Some(p) = self.ignore_paths.iter().find(|p| !p.starts_with('/')) {
             return Err(format!(

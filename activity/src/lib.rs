@@ -76,10 +76,12 @@ impl Pipeline {
             }
         };
         self.drops.saw_gvisor_count(header.dropped);
+        let evicted = self.tracker.evicted();
         match event::decode(header.message_type, payload) {
             Ok(ev) => self.tracker.handle(ev, &mut self.scratch),
             Err(_) => self.malformed += 1,
         }
+        self.drops.evicted += self.tracker.evicted() - evicted;
         self.admit(now, out);
     }
 

@@ -50,6 +50,9 @@ pub struct Drops {
     pub rate: BTreeMap<&'static str, u64>,
     /// Records the disk queue had no room for.
     pub queue: u64,
+    /// Processes no longer followed to keep memory bounded (their exits
+    /// will not be recorded).
+    pub evicted: u64,
     /// Points the sentry could not send (its own count, cumulative).
     gvisor_total: u64,
     gvisor_reported: u64,
@@ -69,7 +72,10 @@ impl Drops {
     }
 
     pub fn pending(&self) -> bool {
-        !self.rate.is_empty() || self.queue > 0 || self.gvisor_total > self.gvisor_reported
+        !self.rate.is_empty()
+            || self.queue > 0
+            || self.evicted > 0
+            || self.gvisor_total > self.gvisor_reported
     }
 
     /// The `dropped` record for everything counted since the last one.
@@ -86,12 +92,16 @@ impl Drops {
         if self.queue > 0 {
             f.insert("queue_full".into(), json!(self.queue));
         }
+        if self.evicted > 0 {
+            f.insert("processes_evicted".into(), json!(self.evicted));
+        }
         let g = self.gvisor_total - self.gvisor_reported;
         if g > 0 {
             f.insert("gvisor_dropped".into(), json!(g));
         }
         self.rate.clear();
         self.queue = 0;
+        self.evicted = 0;
         self.gvisor_reported = self.gvisor_total;
         Some(Record::new("dropped", String::new(), f))
     }

@@ -131,3 +131,32 @@ fn malformed_frames_are_counted_not_fatal() {
     assert_eq!(p.malformed, 2);
     assert!(out.is_empty());
 }
+
+/// Processes whose exit the sentry never sent (dropped points) cannot pile up:
+/// past `max_tracked_processes` the longest-followed one is written out and
+/// forgotten, and the `dropped` record counts it.
+#[test]
+fn followed_processes_stay_bounded() {
+    let mut p = pipeline(r#"{"max_tracked_processes": 50}"#);
+    let mut out = Vec::new();
+    // 1,000 processes that open a file each and never exit
+    for tgid in 1..=1000 {
+        p.ingest(
+            &open_frame(tgid, &format!("/work/f{tgid}"), 0),
+            0.0,
+            &mut out,
+        );
+        assert!(p.processes() <= 50, "{} processes followed", p.processes());
+    }
+    // the forgotten ones' files were written, not lost
+    let files = out.iter().filter(|r| r.event == "file").count();
+    assert!(files >= 950, "{files} file records");
+    p.finish(0.0, &mut out);
+    let evicted: u64 = out
+        .iter()
+        .filter(|r| r.event == "dropped")
+        .filter_map(|r| r.fields.get("processes_evicted").and_then(|v| v.as_u64()))
+        .sum();
+    assert_eq!(evicted, 950);
+    assert_eq!(out.iter().filter(|r| r.event == "file").count(), 1000);
+}

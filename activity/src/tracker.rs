@@ -42,6 +42,8 @@ struct Proc {
     gid: Option<u32>,
     /// Its `process` record was written (for its current image).
     announced: bool,
+    /// When it started being followed (for eviction, oldest first).
+    seq: u64,
     files: HashMap<String, FileUse>,
 }
 
@@ -50,6 +52,8 @@ pub struct Tracker {
     redact: Redactor,
     procs: HashMap<i32, Proc>,
     tracked_files: usize,
+    next_seq: u64,
+    evicted: u64,
 }
 
 impl Tracker {
@@ -59,7 +63,38 @@ impl Tracker {
             redact,
             procs: HashMap::new(),
             tracked_files: 0,
+            next_seq: 0,
+            evicted: 0,
         }
+    }
+
+    /// Processes forgotten to keep within `max_tracked_processes`.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    fn insert(&mut self, tgid: i32, mut p: Proc) {
+        p.seq = self.next_seq;
+        self.next_seq += 1;
+        self.procs.insert(tgid, p);
+    }
+
+    /// Keep memory bounded: write out and forget the longest-followed process.
+    fn evict_oldest(&mut self, out: &mut Vec<Record>) {
+        let Some(tgid) = self
+            .procs
+            .iter()
+            .min_by_key(|(_, p)| p.seq)
+            .map(|(t, _)| *t)
+        else {
+            return;
+        };
+        if self.procs.get(&tgid).is_some_and(|p| !p.files.is_empty()) {
+            self.announce(tgid, out);
+            self.flush_files(tgid, out);
+        }
+        self.procs.remove(&tgid);
+        self.evicted += 1;
     }
 
     /// Processes currently followed (for tests and memory bounds).
@@ -69,6 +104,10 @@ impl Tracker {
 
     /// Apply one event; the records it completes go to `out`.
     pub fn handle(&mut self, ev: Event, out: &mut Vec<Record>) {
+        // an event adds at most one process: room for it first
+        while self.procs.len() >= self.cfg.max_tracked_processes {
+            self.evict_oldest(out);
+        }
         match ev {
             Event::ContainerStart { ctx, id, cwd, args } => {
                 let container = if id.is_empty() {
@@ -86,7 +125,7 @@ impl Tracker {
                     gid: ctx.gid,
                     ..Proc::default()
                 };
-                self.procs.insert(ctx.tgid, p);
+                self.insert(ctx.tgid, p);
                 self.announce(ctx.tgid, out);
             }
             Event::Clone { ctx, child_tgid } => {
@@ -104,7 +143,7 @@ impl Tracker {
                     gid: parent.gid,
                     ..Proc::default()
                 };
-                self.procs.insert(child_tgid, child);
+                self.insert(child_tgid, child);
             }
             Event::Exec { ctx, binary, argv } => {
                 // what the previous image did is written under it
@@ -238,7 +277,12 @@ impl Tracker {
     /// The process of an event, created from its context if the process was
     /// never seen (started by `runsc exec`, or its clone point was dropped).
     fn proc_of(&mut self, ctx: &Ctx) -> &mut Proc {
+        let seq = self.next_seq;
+        if !self.procs.contains_key(&ctx.tgid) {
+            self.next_seq += 1;
+        }
         self.procs.entry(ctx.tgid).or_insert_with(|| Proc {
+            seq,
             container: ctx.container.clone(),
             binary: ctx.name.clone(),
             cwd: ctx.cwd.clone(),

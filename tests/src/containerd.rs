@@ -56,6 +56,10 @@ pub struct ContainerdOptions {
     /// CNI for egress tests (IPv6 too, default routes via the test's router):
     /// see [`CniNetwork::egress`].
     pub cni_egress: bool,
+    /// Lay the instance out like a node: the socket in `<dir>/run/containerd/`
+    /// and the config in `<dir>/etc/containerd/` (each folder mountable on its
+    /// own, as the node agent's DaemonSet mounts them).
+    pub node_layout: bool,
 }
 
 impl Default for ContainerdOptions {
@@ -72,6 +76,7 @@ impl Default for ContainerdOptions {
             runsc: PathBuf::from("/usr/bin/runsc"),
             runsc_flags: vec!["--platform=ptrace".into(), "--network=none".into()],
             cni_egress: false,
+            node_layout: false,
         }
     }
 }
@@ -98,6 +103,7 @@ pub struct Containerd {
     version: ContainerdVersion,
     binaries: Binaries,
     address: PathBuf,
+    config_path: PathBuf,
     snapshotter: String,
     network: CniNetwork,
     _net_lock: fs::File,
@@ -150,13 +156,21 @@ impl Containerd {
                 return Err(e);
             }
         };
-        let address = dir.join("containerd.sock");
+        let (address, config_path) = if opts.node_layout {
+            (
+                dir.join("run/containerd/containerd.sock"),
+                dir.join("etc/containerd/config.toml"),
+            )
+        } else {
+            (dir.join("containerd.sock"), dir.join("config.toml"))
+        };
         let mut me = Self {
             dir: dir.clone(),
             child: None,
             version,
             binaries: opts.binaries.clone(),
             address: address.clone(),
+            config_path,
             snapshotter: String::new(),
             network,
             _net_lock: lock,
@@ -189,6 +203,11 @@ impl Containerd {
             "opt",
         ] {
             fs::create_dir_all(d.join(sub))?;
+        }
+        for p in [&self.address, &self.config_path] {
+            if let Some(parent) = p.parent() {
+                fs::create_dir_all(parent)?;
+            }
         }
         self.snapshotter = if overlay_works(d) {
             "overlayfs".into()
@@ -350,7 +369,7 @@ impl Containerd {
         &self.address
     }
     pub fn config_path(&self) -> PathBuf {
-        self.dir.join("config.toml")
+        self.config_path.clone()
     }
     /// containerd's stdout+stderr.
     pub fn log_path(&self) -> PathBuf {

@@ -14,12 +14,16 @@
 
 pub mod agentbox;
 pub mod binaries;
+pub mod chart;
 pub mod config;
 pub mod containerd;
 pub mod cri;
 pub mod egress;
 pub mod images;
+pub mod kubelet;
 pub mod leaks;
+pub mod node;
+pub mod node_image;
 pub mod testhost;
 pub mod util;
 

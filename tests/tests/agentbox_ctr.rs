@@ -237,6 +237,50 @@ fn ctr_run_net_host_is_refused() {
     let _ = s.ctd.ctr(&["containers", "rm", &id]);
 }
 
+/// `ctr run --rootfs /` (the host's `/` as the container root) is refused:
+/// the root must be the bundle's `rootfs`. No runsc process starts for it.
+#[test]
+fn ctr_run_host_rootfs_is_refused() {
+    if skip_unless_root("ctr_run_host_rootfs_is_refused") {
+        return;
+    }
+    let s = setup("standard");
+    let id = s.ctd.unique_id("ab-rootfs");
+    let o = s.ctd.ctr_run(
+        &[
+            "--runtime",
+            RUNTIME_TYPE,
+            "--runtime-config-path",
+            &s.config,
+            "--rootfs",
+        ],
+        "/",
+        &id,
+        &["true"],
+    );
+    assert!(!o.status.success(), "--rootfs / ran: {}", out(&o));
+    let e = err(&o);
+    assert!(
+        e.contains("agentbox policy refused")
+            && e.contains("root.path \"/\" is not the bundle's rootfs"),
+        "{e}"
+    );
+    assert!(
+        processes_mentioning(&id)
+            .iter()
+            .all(|p| !p.contains("runsc")),
+        "runsc started"
+    );
+    let recs = audit(s.cfg.path());
+    assert!(
+        recs.iter().any(|r| r["event"] == "reject"
+            && r["container_id"] == id.as_str()
+            && r["report"]["changes"][0]["rule"] == "root.path"),
+        "{recs:#?}"
+    );
+    let _ = s.ctd.ctr(&["containers", "rm", &id]);
+}
+
 /// Run `cmd` under a pseudo-terminal (`script`), typing `input` after `delay`.
 fn with_tty(cmd: &str, input: &str) -> Output {
     let shell = format!("(sleep 3; printf '{input}') | timeout 60 script -qec \"{cmd}\" /dev/null");
