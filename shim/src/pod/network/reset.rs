@@ -86,15 +86,10 @@ impl Injector {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|x| x.as_millis() as u64)
             .unwrap_or(0);
-        if self
-            .limiter
+        self.limiter
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .admit(now)
-            .is_none()
-        {
-            return None;
-        }
+            .admit(now)?;
         self.send(&frame);
         Some(frame)
     }
