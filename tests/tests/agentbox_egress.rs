@@ -116,6 +116,28 @@ fn modes(delegate: bool) {
         eprintln!("{mode}: probes in {:?}: {r:#?}", t0.elapsed());
         expect(&r, &want(open_ip, open_name, unlisted));
     }
+    // the rules are per pod: a plain runc pod beside them is untouched
+    if !delegate {
+        let pod = cri
+            .run_pod(
+                "runc-pod",
+                "egress",
+                "uid-runc-pod",
+                agentbox_e2e::RUNC,
+                &[],
+            )
+            .expect("runc pod");
+        let c = agentbox_e2e::ContainerSpec::new("c", agentbox_e2e::BUSYBOX_IMAGE)
+            .command(["sleep", "600"]);
+        let id = cri.create_container(&pod, &c).expect("create");
+        cri.start(&id).expect("start");
+        let r = probe(
+            &cri,
+            &id,
+            &[("runc-public".into(), format!("tcp {PUBLIC4_OTHER} 80"))],
+        );
+        expect(&r, &[("runc-public".into(), true)]);
+    }
     // each refusal in the audit log with its destination and why
     let d = denied(&cfg);
     let has = |addr: &str, reason: &str, proto: &str| {
