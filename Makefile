@@ -6,7 +6,7 @@ CARGO ?= cargo
 # time is what a 2-core machine takes without timing out.
 E2E_THREADS ?= 2
 
-.PHONY: all deps build release test lint unit e2e test-matrix test-flood demo bench bench-policy bench-shim bench-activity bench-node node-image runtimeclass bench-net clean
+.PHONY: all deps build release test lint unit e2e test-matrix test-flood demo bench bench-policy bench-shim bench-activity bench-node node-image runtimeclass mutants bench-net clean
 
 all: build
 
@@ -80,6 +80,12 @@ node-image: release
 # runtimeclass/ from charts/agentbox (a test checks they agree).
 runtimeclass: deps
 	.work/tools/venv/bin/python scripts/gen-runtimeclass.py
+
+# Mutation testing of the policy engine and the shim's pure modules
+# (.cargo/mutants.toml); new misses fail unless mutants/allowed.txt explains
+# them. Hours on 2 cores: run before a release, not in `make test`.
+mutants: deps
+	scripts/mutants.sh
 
 clean:
 	$(CARGO) clean
