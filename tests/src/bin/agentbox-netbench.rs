@@ -151,13 +151,15 @@ fn install_cost() -> Result<()> {
         "[network]\nupstream = [\"127.0.0.1\"]\n{NETWORK}"
     ))?
     .expect("network");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let audit = Arc::new(AuditLog::new(dir.path().join("audit.jsonl")));
     let mut inst = Vec::new();
     let mut rm = Vec::new();
     for _ in 0..runs {
+        // a runtime per pod, as each pod has its daemon: dropping it ends the
+        // NFLOG reader task, which holds the group's socket
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let t = Instant::now();
         let n = rt
             .block_on(async {
