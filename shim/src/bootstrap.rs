@@ -301,6 +301,13 @@ pub fn delete(flags: &Flags) -> Result<()> {
             fields["delegate"] = d.delegate.clone().into();
         }
         let _ = audit.record("cleanup", &subject, fields);
+        if let Some(r) = crate::pod::network::cleanup_after_crash(&bundle) {
+            let fields = match r {
+                Ok(result) => serde_json::json!({"result": result}),
+                Err(e) => serde_json::json!({"result": "failed", "error": e}),
+            };
+            let _ = audit.record("network_cleanup", &subject, fields);
+        }
         reply = result?;
         // the dead daemon's socket (the bundle names it) would stay in
         // /run/containerd/s forever

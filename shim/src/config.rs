@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use agentbox_activity::ActivityConfig;
+use agentbox_netpolicy::NetworkConfig;
 use agentbox_policy::{Policy, Profile};
 use serde::Deserialize;
 
@@ -146,7 +147,7 @@ struct ShimTables {
     audit: AuditConfig,
     lifetime: LifetimeConfig,
     activity: ActivityConfig,
-    /// Egress settings (reserved for the egress issue); kept as-is.
+    /// Egress settings, validated by `agentbox-netpolicy`.
     network: Option<toml::Value>,
 }
 
@@ -160,7 +161,8 @@ pub struct Config {
     pub lifetime: LifetimeConfig,
     /// What the sandbox's processes did (gVisor runtime monitoring).
     pub activity: ActivityConfig,
-    pub network: Option<toml::Value>,
+    /// The pod's egress policy; `None`: agentbox leaves the pod network alone.
+    pub network: Option<NetworkConfig>,
     pub policy: Policy,
 }
 
@@ -178,13 +180,22 @@ impl Config {
             origin: origin.to_string(),
             err: source,
         })?;
+        let network = tables
+            .network
+            .as_ref()
+            .map(NetworkConfig::from_toml)
+            .transpose()
+            .map_err(|e| ConfigError::Invalid {
+                origin: origin.to_string(),
+                message: e.to_string(),
+            })?;
         let cfg = Config {
             origin: origin.to_string(),
             runtime: tables.runtime,
             audit: tables.audit,
             lifetime: tables.lifetime,
             activity: tables.activity,
-            network: tables.network,
+            network,
             policy,
         };
         cfg.validate()?;
@@ -400,6 +411,36 @@ mod tests {
         let c = Config::from_toml_str("[runtime]\nrunsc_timeout_seconds = 5\n", "t").unwrap();
         assert_eq!(c.runsc_timeout().as_secs(), 5);
         assert!(Config::from_toml_str("[runtime]\nrunsc_timeout_seconds = 0\n", "t").is_err());
+    }
+
+    #[test]
+    fn network_table_is_validated() {
+        let c = Config::from_toml_str(
+            "[network]\nmode = \"allowlist\"\nallow = [\"203.0.113.7:443\"]\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            c.network.unwrap().agent.mode,
+            agentbox_netpolicy::Mode::Allowlist
+        );
+        assert!(Config::from_toml_str("profile = \"standard\"\n", "t")
+            .unwrap()
+            .network
+            .is_none());
+        for (text, needle) in [
+            ("[network]\nmodes = \"offline\"\n", "modes"),
+            (
+                "[network]\nmode = \"allowlist\"\nallow = [\"10.0.0.1/8\"]\n",
+                "network.allow[0]",
+            ),
+            ("[network]\ndns = true\n", "network.dns"),
+        ] {
+            let e = Config::from_toml_str(text, "cfg.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle) && e.contains("cfg.toml"), "{text}: {e}");
+        }
     }
 
     #[test]

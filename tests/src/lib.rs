@@ -18,6 +18,7 @@ pub mod chart;
 pub mod config;
 pub mod containerd;
 pub mod cri;
+pub mod egress;
 pub mod images;
 pub mod kubelet;
 pub mod leaks;

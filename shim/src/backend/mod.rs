@@ -34,6 +34,11 @@ pub trait Control: Send + Sync {
     /// force (`runsc delete --force`; a delegate's own `delete`), and its
     /// exit is reported.
     async fn force_delete(&self, id: &str) -> Result<(), String>;
+
+    /// Whether the container's init has exited (not merely never started).
+    async fn exited(&self, id: &str) -> bool {
+        !self.running(id).await
+    }
 }
 
 /// A backend: the Task service and the pod's control of it.

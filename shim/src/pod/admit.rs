@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
+use super::phase::Kind;
 use super::Pod;
 use crate::audit::{AuditLog, Subject};
 use crate::config::Config;
@@ -130,15 +131,39 @@ impl Pod {
         };
         let annotations = enforced.annotations();
         let subject = Subject::from_annotations(&self.namespace, id, Some(&annotations));
-        let _ = self.started.set(tokio::time::Instant::now());
-        self.containers.insert(id, &subject);
-        Ok(Admitted {
+        let mut admitted = Admitted {
             id: id.to_string(),
             cfg,
             audit,
             subject,
             annotations,
             enforced,
-        })
+        };
+        // the phases in time, then the pod's network: fail closed
+        let kind = Kind::of(&admitted.enforced.report.phase, admitted.is_cri_sandbox());
+        let name = admitted
+            .subject
+            .container
+            .clone()
+            .unwrap_or_else(|| id.to_string());
+        let refuse = |a: &Admitted, reason: String| {
+            let _ = a
+                .audit
+                .record("reject", &a.subject, json!({"reason": reason}));
+            tracing::warn!(container = %a.id, %reason, "create refused");
+            reason
+        };
+        let first_agent = self
+            .phases
+            .on_create(id, kind, &name)
+            .map_err(|r| refuse(&admitted, r))?;
+        if let Err(e) = self.egress_on_admit(&mut admitted, bundle, kind, first_agent) {
+            self.phases.on_delete(id);
+            return Err(refuse(&admitted, e));
+        }
+        // the pod's lifetime counts from its first admitted container
+        let _ = self.started.set(tokio::time::Instant::now());
+        self.containers.insert(id, &admitted.subject);
+        Ok(admitted)
     }
 }

@@ -6,14 +6,18 @@
 //! Both backends go through it for what is not about running a process:
 //! admitting a container or an exec under the policy (`admit`), one Create
 //! at a time per container id (`reserve`), the bundle state that `delete`
-//! needs after a crash (`state`), the pod's lifetime limit (`lifetime`), and
-//! the activity sink that records what the sandbox's processes did
-//! (`activity`). A backend reaches the pod through [`Pod`]; the pod reaches
-//! the backend through [`crate::backend::Control`].
+//! needs after a crash (`state`), the pod's lifetime limit (`lifetime`), the
+//! activity sink that records what the sandbox's processes did
+//! (`activity`), the phases in time (`phase`) and the pod's egress control
+//! (`network`, hooked in by `egress`). A backend reaches the pod through
+//! [`Pod`]; the pod reaches the backend through [`crate::backend::Control`].
 
 pub mod activity;
 pub mod admit;
+mod egress;
 pub mod lifetime;
+pub mod network;
+pub mod phase;
 pub mod reserve;
 pub mod state;
 
@@ -67,6 +71,10 @@ pub struct Pod {
     containers: Arc<activity::Containers>,
     /// The activity sink, once the sandbox is created with one.
     activity: std::sync::Mutex<Option<Arc<activity::ActivitySink>>>,
+    /// The pod's containers by phase.
+    pub phases: phase::Phases,
+    /// The pod's egress control, once installed.
+    network: std::sync::Mutex<Option<Arc<network::PodNetwork>>>,
 }
 
 impl Pod {
@@ -91,6 +99,8 @@ impl Pod {
             creating: reserve::Ids::default(),
             containers: Arc::default(),
             activity: std::sync::Mutex::new(None),
+            phases: Default::default(),
+            network: Default::default(),
         }
     }
 

@@ -238,6 +238,16 @@ impl Delegate {
         let state: ttrpc::Result<StateResponse> = self.call(0, "State", &req).await;
         matches!(state, Ok(s) if s.status.value() == containerd_shim_protos::api::Status::RUNNING as i32)
     }
+
+    /// Whether the delegate reports the task stopped.
+    pub async fn stopped(&self, id: &str) -> bool {
+        let req = StateRequest {
+            id: id.to_string(),
+            ..Default::default()
+        };
+        let state: ttrpc::Result<StateResponse> = self.call(0, "State", &req).await;
+        matches!(state, Ok(s) if s.status.value() == containerd_shim_protos::api::Status::STOPPED as i32)
+    }
 }
 
 #[cfg(test)]

@@ -207,6 +207,10 @@ impl Control for ForwardTask {
         }
         Ok(())
     }
+
+    async fn exited(&self, id: &str) -> bool {
+        self.delegate.stopped(id).await
+    }
 }
 
 #[async_trait]
@@ -263,7 +267,14 @@ impl Task for ForwardTask {
             .into(),
             None => None.into(),
         };
-        let resp: CreateTaskResponse = self.delegate.call(ctx.timeout_nano, "Create", &req).await?;
+        let resp: CreateTaskResponse =
+            match self.delegate.call(ctx.timeout_nano, "Create", &req).await {
+                Ok(r) => r,
+                Err(e) => {
+                    self.pod.container_deleted(&req.id);
+                    return Err(e);
+                }
+            };
         self.pod.worked();
         self.containers.lock().await.insert(
             req.id.clone(),
@@ -281,6 +292,13 @@ impl Task for ForwardTask {
             true => self.tracked(&req.id).await,
             false => None,
         };
+        if let Some(t) = &tracked {
+            // the phases in time: an agent container waits for setup to end
+            self.pod
+                .check_start(&t.admitted)
+                .await
+                .map_err(|e| status(Code::FAILED_PRECONDITION, e))?;
+        }
         // the pod's lifetime: refused once it is over
         let lifetime = match &tracked {
             Some(t) => self
@@ -292,6 +310,7 @@ impl Task for ForwardTask {
         let resp: StartResponse = self.delegate.call(ctx.timeout_nano, "Start", &req).await?;
         self.pod.worked();
         if let Some(t) = tracked {
+            self.pod.container_started(&req.id);
             *t.lifetime.lock().unwrap() = lifetime;
         }
         Ok(resp)
@@ -393,6 +412,7 @@ impl Task for ForwardTask {
                 // cleaned up: containerd's `delete` action has nothing left to do
                 BundleState::remove(&t.bundle);
             }
+            self.pod.container_deleted(&req.id);
             self.exited.lock().unwrap().retain(|(id, _)| id != &req.id);
         } else {
             // a deleted exec is never waited for again
@@ -426,6 +446,21 @@ impl Task for ForwardTask {
         let r: ttrpc::Result<Empty> = self.delegate.call(ctx.timeout_nano, "Shutdown", &req).await;
         if let Err(e) = r {
             tracing::debug!(error = %e, address = %self.delegate.address, "delegate shutdown");
+        }
+        // runc-v2 removes the socket its bundle's `address` file names when
+        // it exits — for a CRI pod that is agentbox's, not its own: remove the
+        // delegate's once nobody serves it (bounded)
+        let path = self
+            .delegate
+            .address
+            .trim_start_matches("unix://")
+            .to_string();
+        for _ in 0..40 {
+            crate::bootstrap::remove_stale_socket(&path);
+            if !std::path::Path::new(&path).exists() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         self.pod.shutdown.notify_one();
         Ok(Empty::new())

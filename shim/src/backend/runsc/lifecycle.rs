@@ -33,6 +33,7 @@ impl Core {
             Ok(c) => c,
             Err(msg) => {
                 tracing::error!(container = %req.id, error = %msg, "create failed");
+                self.pod.container_deleted(&req.id);
                 return Err(status(Code::FAILED_PRECONDITION, msg));
             }
         };
@@ -74,6 +75,11 @@ impl Core {
             ));
         }
         if req.exec_id.is_empty() {
+            // the phases in time: an agent container waits for setup to end
+            self.pod
+                .check_start(&c.admitted)
+                .await
+                .map_err(|e| status(Code::FAILED_PRECONDITION, e))?;
             // the pod's lifetime: refused once it is over
             let lifetime = self
                 .pod
@@ -85,6 +91,7 @@ impl Core {
                 .await
                 .map_err(internal)?;
             p.set_phase(Phase::Running);
+            self.pod.container_started(&c.id);
             *c.lifetime.lock().unwrap() = lifetime;
             self.spawn_waiter(c.clone(), p.clone());
             events::send(
@@ -163,6 +170,7 @@ impl Core {
         // cleaned up: containerd's `delete` action has nothing left to do
         BundleState::remove(&c.bundle);
         self.containers.lock().await.remove(&c.id);
+        self.pod.container_deleted(&c.id);
         let exit = p.exit();
         let exit_status = exit.as_ref().map(|e| e.status).unwrap_or(UNKNOWN_EXIT);
         let exited_at = exit.map(|e| e.at).unwrap_or_else(super::process::now);
