@@ -161,8 +161,11 @@ impl Pod {
             self.phases.on_delete(id);
             return Err(refuse(&admitted, e));
         }
-        // the pod's lifetime counts from its first admitted container
-        let _ = self.started.set(tokio::time::Instant::now());
+        // the pod's lifetime counts from its first admitted app container
+        // (not the sandbox: image pulls after it are not the agent's time)
+        if !admitted.is_cri_sandbox() {
+            let _ = self.started.set(tokio::time::Instant::now());
+        }
         self.containers.insert(id, &admitted.subject);
         Ok(admitted)
     }

@@ -1,5 +1,6 @@
 //! The lifetime limit, per pod: `[lifetime] max_seconds` counts from the
-//! pod's first container, so a container the kubelet restarts (or a new one
+//! pod's first app container (its Create; the sandbox container does not
+//! start the clock: image pulls after it are not the agent's time), so a container the kubelet restarts (or a new one
 //! in the same pod) inherits what is left of it rather than starting over.
 //! When it runs out, each app container gets SIGTERM, SIGKILL after the
 //! grace time, and if even that does not end it, the backend deletes it by
