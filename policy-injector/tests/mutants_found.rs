@@ -167,3 +167,16 @@ fn a_link_to_the_hosts_namespace_is_refused_by_its_chain() {
     ));
     assert!(reason.contains("leads to the host's"), "{reason}");
 }
+
+/// A managed root may not be `/`, `/proc` or under `/proc`: each alone is
+/// refused at load (mutants: `||` → `&&` in the config's compile step).
+#[test]
+fn managed_roots_cannot_be_the_root_or_proc() {
+    for r in ["/", "/proc", "/proc/1", "/proc/self/root"] {
+        let e = Policy::from_toml_str(&format!("[mounts]\nmanaged_roots = [\"{r}\"]"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot be a managed root"), "{r}: {e}");
+    }
+    Policy::from_toml_str("[mounts]\nmanaged_roots = [\"/srv/pods\"]").unwrap();
+}
