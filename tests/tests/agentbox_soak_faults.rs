@@ -110,8 +110,12 @@ fn faults_sandbox_and_gofer_killed() {
                     .wait_container_exit(&cid, T)
                     .expect("TaskExit reaches CRI");
                 assert_eq!(code, 137, "exit status of a killed sandbox");
-                let ready = cri.pod_status(&pod.id).unwrap().state;
-                assert_eq!(ready, PodSandboxState::SandboxNotready as i32);
+                // the pause container's exit follows the app's: NotReady soon after
+                let not_ready = wait_until(Duration::from_secs(10), || {
+                    cri.pod_status(&pod.id).unwrap().state
+                        == PodSandboxState::SandboxNotready as i32
+                });
+                assert!(not_ready, "the pod of a killed sandbox stays ready");
             }
             remove_pod(&cri, &pod);
             scope.assert_clean(&format!("{kind} killed, cycle {cycle}"));
