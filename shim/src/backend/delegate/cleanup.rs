@@ -35,12 +35,15 @@ impl CleanupState {
         let out = crate::output::run_bounded(&mut cmd, super::CALL_TIMEOUT)
             .with_context(|| format!("{delegate} delete"))?;
         if let Some(pid) = self.delegate_pid {
+            // killed, or exiting by itself after its `delete`: either way it
+            // may not remove its own socket (runc-v2 removes the one its
+            // bundle's address file names, which is agentbox's)
             if kill_if_exe(pid, Path::new(delegate)) {
-                // a killed daemon cannot remove its socket
                 let _ = wait_gone(pid, std::time::Duration::from_secs(2));
-                if let Some(a) = &self.delegate_address {
-                    crate::bootstrap::remove_stale_socket(a.trim_start_matches("unix://"));
-                }
+            }
+            if let Some(a) = &self.delegate_address {
+                // only when nobody listens on it any more
+                crate::bootstrap::remove_stale_socket(a.trim_start_matches("unix://"));
             }
         }
         if !out.status.success() {
