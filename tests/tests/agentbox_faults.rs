@@ -275,19 +275,21 @@ fn killed_daemon_with_a_delegate_leaves_nothing_behind() {
     )
     .unwrap();
 
+    // containerd's cleanup ends the delegate first and removes its socket
+    // after: wait for all of it (the socket check below names what is left)
     let clean = wait_until(Duration::from_secs(30), || {
         pids_matching(&["containerd-shim-runc-v2", &id_arg]).is_empty()
             && pids_matching(&["sleep 654"]).is_empty()
             && agentbox_e2e::util::mounts_under(&bundle).is_empty()
+            && sockets.iter().all(|s| !s.exists())
     });
+    let left: Vec<_> = sockets.iter().filter(|s| s.exists()).collect();
     assert!(
         clean,
-        "left behind: {:?}\n{}",
+        "left behind: {:?}, sockets {left:?}\n{}",
         processes_mentioning(&id),
         ctd.log_tail(40)
     );
-    let left: Vec<_> = sockets.iter().filter(|s| s.exists()).collect();
-    assert!(left.is_empty(), "sockets left behind: {left:?}");
     let recs = audit(cfg.path());
     assert!(
         recs.iter().any(|r| r["event"] == "cleanup"

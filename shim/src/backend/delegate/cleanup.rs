@@ -39,11 +39,19 @@ impl CleanupState {
             // may not remove its own socket (runc-v2 removes the one its
             // bundle's address file names, which is agentbox's)
             if kill_if_exe(pid, Path::new(delegate)) {
-                let _ = wait_gone(pid, std::time::Duration::from_secs(2));
+                let _ = wait_gone(pid, std::time::Duration::from_secs(5));
             }
             if let Some(a) = &self.delegate_address {
-                // only when nobody listens on it any more
-                crate::bootstrap::remove_stale_socket(a.trim_start_matches("unix://"));
+                // only when nobody listens on it any more (bounded: the
+                // socket may outlive the process by a moment)
+                let path = a.trim_start_matches("unix://");
+                for _ in 0..20 {
+                    crate::bootstrap::remove_stale_socket(path);
+                    if !Path::new(path).exists() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
             }
         }
         if !out.status.success() {
