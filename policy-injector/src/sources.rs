@@ -32,14 +32,14 @@ impl Source {
     ) -> Result<Source, ResolveError> {
         let r = resolve(src, host)?;
         let resolved = alias(&r.path);
+        // every place the chain passes, then where it ends (which is the
+        // last step, or a lexical form when nothing is a link)
         let mut chain: Vec<String> = Vec::new();
-        for p in r.steps.iter().map(|s| alias(s)) {
+        let passes = r.steps.iter().map(|s| alias(s));
+        for p in passes.chain(std::iter::once(resolved.clone())) {
             if !lexical.contains(&p) && !chain.contains(&p) {
                 chain.push(p);
             }
-        }
-        if !lexical.contains(&resolved) && !chain.contains(&resolved) {
-            chain.push(resolved.clone());
         }
         Ok(Source {
             lexical,

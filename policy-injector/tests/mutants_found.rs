@@ -277,3 +277,99 @@ fn input_errors_point_at_the_field_and_the_limit_is_exact() {
     };
     assert_eq!(e, "input is 4194305 bytes, over the 4194304 byte limit");
 }
+
+/// A managed root or an inject source that would expose a runtime socket is
+/// refused with an error naming that socket as the admin wrote it
+/// (`PathPattern::as_str` returning "").
+#[test]
+fn config_errors_name_the_socket_a_path_would_reach() {
+    for (toml, socket) in [
+        (
+            "[mounts]\nmanaged_roots = [\"/run/containerd\"]",
+            "/run/containerd/containerd.sock",
+        ),
+        (
+            "[mounts]\ndeny_sockets = [\"/srv/agent/api.sock\"]\nmanaged_roots = [\"/srv\"]",
+            "/srv/agent/api.sock",
+        ),
+        (
+            "[mounts]\ndeny_sockets = [\"/var/run/agent.sock\"]\ninject = [{ source = \"/var/run/agent.sock\", destination = \"/agent.sock\" }]",
+            "/var/run/agent.sock",
+        ),
+    ] {
+        let e = Policy::from_toml_str(toml).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("would reach the runtime socket {socket}")),
+            "{toml}: {e}"
+        );
+    }
+}
+
+/// A report recorded before `kind` existed (an older audit log) reads back
+/// as a container's, not the sandbox's, and keeps its place in the setup →
+/// agent ordering (`container_kind` returning another string).
+#[test]
+fn report_without_kind_reads_as_a_container() {
+    let r: agentbox_policy::Report = serde_json::from_value(json!({
+        "decision": "allowed", "profile": "sensitive", "reason": null,
+        "phase": "setup", "changes": []
+    }))
+    .unwrap();
+    assert_eq!(r.kind, "container");
+    assert_eq!(r.container, None);
+    assert_eq!(r.pod_role(), agentbox_policy::PodRole::Setup);
+}
+
+/// `Decision::spec` is the rewritten spec when allowed and nothing when
+/// refused (it returning `None` or an empty value).
+#[test]
+fn decision_spec_is_the_rewritten_spec_only_when_allowed() {
+    let mut s = base();
+    s["process"]["env"] = json!(["PATH=/bin", "GITHUB_TOKEN=x"]);
+    let d = apply_value(&standard(), s, &NoHostFs);
+    let spec = d.spec().expect("an allowed spec");
+    assert_eq!(spec["process"]["env"], json!(["PATH=/bin"]));
+    assert_eq!(spec["root"]["path"], "rootfs");
+    let mut s = base();
+    s["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "mount"}]);
+    let d = apply_value(&standard(), s, &NoHostFs);
+    assert!(!d.is_allowed());
+    assert_eq!(d.spec(), None);
+}
+
+/// A bind whose symlink chain passes through `/proc` (here another
+/// process's root, `/proc/1/root`) is dropped even though the chain ends at
+/// an ordinary path: every place the chain passes is checked, not only its
+/// end (deleting either `!` of the step filter in `Source::with_lexical`).
+#[test]
+fn a_symlink_chain_through_proc_is_dropped_though_it_ends_elsewhere() {
+    let host = FakeHost::new(&[("/srv/a", "/proc/1/root"), ("/proc/1/root", "/")]);
+    for p in [standard(), sensitive()] {
+        let (spec, report) = allowed(apply_value(&p, with_mount(bind("/srv/a/etc", "/x")), &host));
+        assert!(!dests(&spec).contains(&"/x".to_string()));
+        assert!(report
+            .changes
+            .iter()
+            .any(|c| c.rule == "mounts.host-proc" && c.target == "/x"));
+    }
+}
+
+/// A kubelet whose root folder is `/pods` (`--root-dir`): a `subPath` bind
+/// of the volume behind a read-only destination is read-only too, another
+/// volume's is not (`kubelet_volume`'s `at < 2` as `at <= 2`).
+#[test]
+fn subpath_of_a_readonly_volume_under_a_root_level_kubelet_dir() {
+    let p = policy("[mounts]\nreadonly = [\"/workspace\"]\nmanaged_roots = [\"/pods\"]");
+    let mut s = base();
+    let m = s["mounts"].as_array_mut().unwrap();
+    m.push(rw_bind(
+        "/pods/u/volumes/kubernetes.io~empty-dir/ws",
+        "/workspace",
+    ));
+    m.push(rw_bind("/pods/u/volume-subpaths/ws/agent/1", "/data"));
+    m.push(rw_bind("/pods/u/volume-subpaths/cache/agent/2", "/cache"));
+    let (out, _) = allowed(apply_value(&p, s, &NoHostFs));
+    assert!(is_ro(&out, "/workspace"));
+    assert!(is_ro(&out, "/data"), "the subPath of the read-only volume");
+    assert!(!is_ro(&out, "/cache"), "another volume's subPath");
+}
