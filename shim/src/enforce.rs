@@ -335,6 +335,25 @@ mod tests {
         assert_eq!(sandbox_pid(&app, None), None);
     }
 
+    /// A sandbox id of "", "." or ".." names no sibling bundle: it is not
+    /// joined onto the bundles' folder even where an `init.pid` lies at the
+    /// path it would reach (each `||` of the check as `&&`).
+    #[test]
+    fn sandbox_pid_ignores_ids_that_are_no_folder_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bundles = tmp.path().join("bundles");
+        let app = bundles.join("app");
+        std::fs::create_dir_all(&app).unwrap();
+        // where "" and "." (the bundles' folder) and ".." (its parent) lead
+        std::fs::write(bundles.join("init.pid"), "4242\n").unwrap();
+        std::fs::write(tmp.path().join("init.pid"), "4343\n").unwrap();
+        for sid in ["", ".", ".."] {
+            let ann = json!({"io.kubernetes.cri.container-type": "container",
+                             "io.kubernetes.cri.sandbox-id": sid});
+            assert_eq!(sandbox_pid(&app, ann.as_object()), None, "{sid:?}");
+        }
+    }
+
     /// The command lines that leaked before (issue 7, item 6): the audit
     /// log has neither the planted value nor a changed ordinary argument.
     #[test]

@@ -25,6 +25,43 @@ struct Run {
 /// `containerd-shim-agentbox-v1 -namespace ns -id ID -address ADDR start`
 /// in `bundle`, with `stdin`; then the daemon it spawned is ended.
 fn start(bundle: &Path, address: &str, stdin: &[u8]) -> Run {
+    let run = start_only(bundle, address, stdin, &bundle.join("no-containerd.ttrpc"));
+    // the daemon `start` spawned (its pid is in the bundle): ours to end
+    if let Some(pid) = daemon_pid(bundle) {
+        end_daemon(pid, Duration::from_secs(5));
+    }
+    run
+}
+
+/// The daemon's pid, from the `shim.pid` `start` left in the bundle.
+fn daemon_pid(bundle: &Path) -> Option<i32> {
+    std::fs::read_to_string(bundle.join("shim.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Wait up to `wait` for the daemon to exit, then kill it; whether it
+/// exited by itself.
+fn end_daemon(pid: i32, wait: Duration) -> bool {
+    let deadline = Instant::now() + wait;
+    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if !Path::new(&format!("/proc/{pid}")).exists() {
+        return true;
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    false
+}
+
+/// `start` alone, with containerd's ttrpc address `ttrpc`: the daemon it
+/// spawned is left running.
+fn start_only(bundle: &Path, address: &str, stdin: &[u8], ttrpc: &Path) -> Run {
     let mut child = Command::new(SHIM)
         .args([
             "-namespace",
@@ -37,7 +74,7 @@ fn start(bundle: &Path, address: &str, stdin: &[u8]) -> Run {
         ])
         .current_dir(bundle)
         // nothing listens there: the daemon gives up on containerd and exits
-        .env("TTRPC_ADDRESS", bundle.join("no-containerd.ttrpc"))
+        .env("TTRPC_ADDRESS", ttrpc)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -45,21 +82,6 @@ fn start(bundle: &Path, address: &str, stdin: &[u8]) -> Run {
         .unwrap();
     child.stdin.take().unwrap().write_all(stdin).unwrap();
     let out = child.wait_with_output().unwrap();
-    // the daemon `start` spawned (its pid is in the bundle): ours to end
-    if let Ok(pid) = std::fs::read_to_string(bundle.join("shim.pid")) {
-        if let Ok(pid) = pid.trim().parse::<i32>() {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if Path::new(&format!("/proc/{pid}")).exists() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-    }
     Run {
         stdout: out.stdout,
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -178,4 +200,157 @@ fn start_with_an_unusable_config_fails_before_any_daemon() {
     assert!(run.stderr.contains("bad.toml"), "{}", run.stderr);
     assert!(!bundle.join("shim.pid").exists(), "a daemon was spawned");
     assert!(!bundle.join("address").exists());
+}
+
+/// Ends a daemon this test made start spawn, whatever the test's outcome.
+struct Daemon(i32);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        end_daemon(self.0, Duration::ZERO);
+    }
+}
+
+/// The daemon `start` spawns is handed the socket `start` printed and serves
+/// the Task API on it (under containerd's v2 name), and a Shutdown with no
+/// container left ends it and removes its socket.
+#[tokio::test]
+async fn the_daemon_start_spawned_serves_the_printed_socket_until_shutdown() {
+    use containerd_shim_protos::api::{ConnectRequest, ShutdownRequest};
+    use containerd_shim_protos::shim_async::TaskClient;
+    use containerd_shim_protos::ttrpc::context::Context;
+    use containerd_shim_protos::ttrpc::r#async::Client;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (bundle, cfg) = bundle_with_config(dir.path());
+    // containerd's ttrpc events service: a listener is all the daemon needs
+    // to connect its event publisher (no event is sent here)
+    let ttrpc = dir.path().join("containerd.sock.ttrpc");
+    let _events = std::os::unix::net::UnixListener::bind(&ttrpc).unwrap();
+    let grpc = dir.path().join("containerd.sock").display().to_string();
+    let run = start_only(
+        &bundle,
+        &grpc,
+        &options(&cfg).write_to_bytes().unwrap(),
+        &ttrpc,
+    );
+    assert!(run.ok, "start failed: {}", run.stderr);
+    let daemon = Daemon(daemon_pid(&bundle).expect("start spawned a daemon"));
+    let address = String::from_utf8(run.stdout).unwrap();
+    let socket = address.trim_start_matches("unix://").to_string();
+
+    let client = TaskClient::new(Client::connect(&address).await.unwrap());
+    let within = |d| Context {
+        timeout_nano: Duration::from_secs(d).as_nanos() as i64,
+        ..Default::default()
+    };
+    let r = client
+        .connect(within(10), &ConnectRequest::default())
+        .await
+        .expect("the daemon answers on the printed socket");
+    assert_eq!(
+        r.shim_pid, daemon.0 as u32,
+        "answered by the spawned daemon"
+    );
+    client
+        .shutdown(within(10), &ShutdownRequest::default())
+        .await
+        .unwrap();
+    assert!(
+        end_daemon(daemon.0, Duration::from_secs(10)),
+        "the daemon did not exit after Shutdown"
+    );
+    assert!(
+        !Path::new(&socket).exists(),
+        "the daemon left its socket {socket}"
+    );
+}
+
+/// A second `start` for a pod whose daemon already serves the socket reuses
+/// it: same address, no new daemon, the serving socket left alone.
+#[test]
+fn start_reuses_a_live_daemon_of_the_pod() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bundle, cfg) = bundle_with_config(dir.path());
+    let grpc = dir.path().join("containerd.sock").display().to_string();
+    let address = containerd_shim::socket_address(&grpc, "k8s.io", "agentbox-sb-42");
+    let path = address.trim_start_matches("unix://").to_string();
+    std::fs::create_dir_all(Path::new(&path).parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(&path);
+    let live = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let run = start(&bundle, &grpc, &options(&cfg).write_to_bytes().unwrap());
+    let kept = Path::new(&path).exists();
+    let _ = std::fs::remove_file(&path);
+    assert!(run.ok, "start failed: {}", run.stderr);
+    assert_eq!(String::from_utf8(run.stdout).unwrap(), address);
+    assert!(
+        !bundle.join("shim.pid").exists(),
+        "a second daemon was spawned"
+    );
+    assert!(kept, "the live daemon's socket was removed");
+    live.set_nonblocking(true).unwrap();
+    assert!(
+        live.accept().is_ok(),
+        "start did not check the socket is served"
+    );
+}
+
+/// Runtime options that are not valid protobuf fail `start` with an error
+/// that says so, rather than falling back to the default config.
+#[test]
+fn malformed_runtime_options_fail_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bundle, _) = bundle_with_config(dir.path());
+    let any = containerd_shim_protos::protobuf::well_known_types::any::Any {
+        type_url: "runtimeoptions.v1.Options".into(),
+        value: vec![0x12, 0x05, b'a'],
+        ..Default::default()
+    };
+    let grpc = dir.path().join("containerd.sock").display().to_string();
+    let run = start(&bundle, &grpc, &any.write_to_bytes().unwrap());
+    assert!(!run.ok, "start accepted malformed runtime options");
+    assert!(
+        run.stderr.contains("cannot read the runtime options"),
+        "{}",
+        run.stderr
+    );
+    assert!(!bundle.join("shim.pid").exists(), "a daemon was spawned");
+}
+
+/// `-info` describes the runtime by its id.
+#[test]
+fn info_names_the_runtime() {
+    use containerd_shim_protos::types::introspection::RuntimeInfo;
+    let out = Command::new(SHIM)
+        .arg("-info")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let info = RuntimeInfo::parse_from_bytes(&out.stdout).unwrap();
+    assert_eq!(info.name, "io.containerd.agentbox.v1");
+}
+
+/// containerd's `delete` for a container that never reached the runtime (no
+/// state in its bundle) answers as for a killed process: exit status 137
+/// and an exit time.
+#[test]
+fn delete_without_state_answers_killed() {
+    use containerd_shim_protos::api::DeleteResponse;
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(SHIM)
+        .args(["-namespace", "k8s.io", "-id", "c1", "-bundle"])
+        .arg(dir.path())
+        .arg("delete")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = DeleteResponse::parse_from_bytes(&out.stdout).unwrap();
+    assert_eq!((r.pid, r.exit_status), (0, 137));
+    assert!(r.exited_at.seconds > 0, "no exit time");
 }
