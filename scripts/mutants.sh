@@ -55,8 +55,16 @@ run() {
     start=$(date +%s)
     # cargo-mutants exits non-zero when a mutant is missed: the allowlist decides
     cargo mutants --no-shuffle --output "$out/$name" "$@" || true
-    echo "$name: run time $(( $(date +%s) - start )) s"
-    check "$out/$name/mutants.out"
+    echo "$name: run time $(( $(date +%s) - start )) s" | tee "$out/$name/time.txt"
+    local status=0
+    check "$out/$name/mutants.out" || status=1
+    # the result files to check in after a release run (issue 13)
+    if [ "$name" != custom ]; then
+        mkdir -p "mutants/last-run/$name"
+        cp "$out/$name/mutants.out/"{summary,caught,missed,timeout,unviable}.txt "$out/$name/time.txt" \
+            "mutants/last-run/$name/"
+    fi
+    return $status
 }
 
 if [ $# -gt 0 ]; then
