@@ -85,6 +85,22 @@ fn malformed_runsc_flag_names_are_refused() {
     Config::from_toml_str("[runtime]\nrunsc_flags = { debug-log = \"/x\" }\n", "t").unwrap();
 }
 
+/// A parse error names the line the parser stopped at, counted by newlines
+/// (`line_of`'s `== b'\n'` as `!=`): "is not valid: line N: …".
+#[test]
+fn parse_errors_name_the_line() {
+    for (text, line) in [
+        ("profile = \"standard\"\n[runtime]\n\u{1}garbage ]] =\n", 3),
+        ("[runtime]\nbackend = \"runsc\"\n\n\n[audit\n", 5),
+    ] {
+        let e = Config::from_toml_str(text, "t").unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("agentbox config t is not valid: line {line}: ")),
+            "{e}"
+        );
+    }
+}
+
 /// The config file's size limit is 1 MiB: a file of exactly 1 MiB loads, one
 /// byte more is refused before it is parsed (`>` as `>=` or `==`).
 #[test]
