@@ -73,6 +73,8 @@ pub struct RuntimeConfig {
     pub shim_config: Option<PathBuf>,
     /// What the delegate isolates with.
     pub sandbox: Option<SandboxKind>,
+    /// The fast runsc configuration (`[runtime.tuning]`, runsc backend).
+    pub tuning: crate::backend::runsc::tuning::TuningConfig,
 }
 
 impl Default for RuntimeConfig {
@@ -86,6 +88,7 @@ impl Default for RuntimeConfig {
             shim: None,
             shim_config: None,
             sandbox: None,
+            tuning: Default::default(),
         }
     }
 }
@@ -227,6 +230,9 @@ impl Config {
         }
         if !self.runtime.runsc_root.is_absolute() {
             return Err(self.invalid("runtime.runsc_root must be an absolute path"));
+        }
+        if let Some(e) = self.runtime.tuning.validate() {
+            return Err(self.invalid(e));
         }
         if !self.audit.path.is_absolute() {
             return Err(self.invalid("audit.path must be an absolute path"));

@@ -14,6 +14,9 @@ pub struct CleanupState {
     pub global_flags: Vec<String>,
     pub mask_proc_sys_net: bool,
     pub rootfs_mounted: bool,
+    /// The pod's root filesystem overlay folder (its sandbox container only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay_dir: Option<PathBuf>,
 }
 
 impl CleanupState {
@@ -33,6 +36,9 @@ impl CleanupState {
         };
         if self.rootfs_mounted {
             unmount_rootfs(bundle);
+        }
+        if let Some(d) = &self.overlay_dir {
+            super::tune::remove_overlay_folder(d);
         }
         result
     }

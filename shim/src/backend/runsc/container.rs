@@ -33,6 +33,8 @@ pub(super) struct Container {
     pub start_stdio: std::sync::Mutex<Option<super::io::ChildStdio>>,
     /// The sandbox's memory cgroup and its OOM kill count at create.
     pub oom_baseline: std::sync::Mutex<Option<(PathBuf, u64)>>,
+    /// The pod's root filesystem overlay folder, if this container made it.
+    pub overlay_dir: Option<PathBuf>,
 }
 
 impl Container {
@@ -64,12 +66,13 @@ impl RunscTask {
         &self,
         cfg: &crate::config::Config,
         bundle: &Path,
+        tuning_flags: &[String],
     ) -> (Runsc, super::RunscCli, PathBuf) {
         let log = bundle.join("runsc.log");
         let cli = super::RunscCli {
             binary: cfg.runtime.runsc.clone(),
             root: cfg.runtime.runsc_root.join(&self.pod.namespace),
-            global_flags: cfg.runsc_global_flags(),
+            global_flags: [cfg.runsc_global_flags(), tuning_flags.to_vec()].concat(),
             log: Some(log.clone()),
         };
         let runsc = Runsc {
@@ -96,6 +99,10 @@ impl RunscTask {
             return Err("the request asks for a terminal but the spec has none".into());
         }
         let cfg = admitted.cfg.clone();
+        // the fast runsc configuration, after the policy: flags, overlay
+        // folder, emptyDir hints (removes its folder if Create fails before
+        // the container holds it)
+        let mut tuned = super::tune::prepare(&self.pod, &admitted, &bundle).await?;
 
         // 2. the rootfs containerd prepared
         let rootfs = bundle.join("rootfs");
@@ -111,7 +118,7 @@ impl RunscTask {
             }
         }
 
-        let (runsc, cli, log) = self.runsc_for(&cfg, &bundle);
+        let (runsc, cli, log) = self.runsc_for(&cfg, &bundle, &tuned.flags);
         std::fs::create_dir_all(&cli.root)
             .map_err(|e| format!("cannot create runsc root {}: {e}", cli.root.display()))?;
         let state = BundleState {
@@ -122,6 +129,7 @@ impl RunscTask {
                 global_flags: cli.global_flags.clone(),
                 mask_proc_sys_net: runsc.mask_proc_sys_net,
                 rootfs_mounted,
+                overlay_dir: tuned.overlay_dir.clone(),
             }),
         };
         state
@@ -148,6 +156,7 @@ impl RunscTask {
             lifetime: std::sync::Mutex::new(None),
             start_stdio: std::sync::Mutex::new(None),
             oom_baseline: std::sync::Mutex::new(None),
+            overlay_dir: tuned.keep(),
         });
 
         // 3. runsc create, with the container's IO
@@ -230,5 +239,8 @@ async fn cleanup_failed_create(c: &Container) {
     c.start_stdio.lock().unwrap().take();
     if c.rootfs_mounted {
         unmount_rootfs(&c.bundle);
+    }
+    if let Some(d) = &c.overlay_dir {
+        super::tune::remove_overlay_folder(d);
     }
 }

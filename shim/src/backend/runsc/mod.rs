@@ -7,8 +7,10 @@
 //! Layout: `task` (the Task service), `container` (Create: rootfs and
 //! `runsc create`), `exec` (exec'd processes), `exit` (waiting for exits and
 //! reporting them), `cli` (runsc's command lines) and `executor` (running
-//! them), `io` (FIFOs, pipes, terminals), `process`, `oom`, `stats`, and
-//! `cleanup` (containerd's `delete` after a crash).
+//! them), `io` (FIFOs, pipes, terminals), `process`, `oom`, `stats`,
+//! `cleanup` (containerd's `delete` after a crash), and the fast runsc
+//! configuration: `tuning` (which flags), `probe` (what this runsc
+//! supports), `hints` (emptyDir mount hints), `tune` (the Create step).
 
 pub mod cleanup;
 pub mod cli;
@@ -16,11 +18,15 @@ mod container;
 mod exec;
 pub mod executor;
 mod exit;
+pub mod hints;
 pub mod io;
 pub mod oom;
+pub mod probe;
 pub mod process;
 pub mod stats;
 mod task;
+mod tune;
+pub mod tuning;
 
 use std::time::Duration;
 

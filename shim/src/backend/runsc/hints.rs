@@ -1,0 +1,262 @@
+//! Mount hints agentbox gives runsc for the pod's emptyDir volumes, as
+//! gVisor's own shim (containerd-shim-runsc-v1) does: `dev.gvisor.spec.mount.
+//! <volume>.{source,type,share}` annotations on the pod's sandbox container,
+//! which runsc reads once, when the sandbox boots, and applies to every later
+//! container mount whose source is the hinted folder.
+//!
+//! Added by agentbox *after* the policy (which removes every `dev.gvisor.*`
+//! key a pod brings unless the node allowlists it) and never taken from the
+//! pod: the volumes come from the kubelet's pods folder for the pod's uid, the
+//! uid from the CRI annotations containerd sets. Pure: the caller lists the
+//! folder (see `tune`).
+//!
+//! What each mode does for someone reading the volume from the host:
+//! - `exclusive` (`type=bind, share=container`): the volume stays the host
+//!   folder; every write reaches it when it happens. The sandbox caches what
+//!   it has looked up, so a file changed from *outside* the container (the
+//!   host, another container) while it runs may be seen late by it.
+//! - `memory` (`type=tmpfs, share=pod`): the volume is a tmpfs inside the
+//!   sandbox, shared by the pod's containers; the host folder stays empty.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde_json::{Map, Value};
+
+use super::tuning::EmptyDirMode;
+
+/// The annotation prefix runsc reads mount hints from.
+pub const MOUNT_PREFIX: &str = "dev.gvisor.spec.mount.";
+/// The kubelet's folder of a pod's emptyDir volumes, below `pods/<uid>/volumes/`.
+pub const EMPTY_DIR_PLUGIN: &str = "kubernetes.io~empty-dir";
+
+const SANDBOX_UID: &str = "io.kubernetes.cri.sandbox-uid";
+const SANDBOX_LOG_DIR: &str = "io.kubernetes.cri.sandbox-log-directory";
+
+/// An emptyDir volume of the pod: its name and its folder on the host
+/// (canonical: runsc matches hints to mounts by exact source).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    pub name: String,
+    pub source: PathBuf,
+}
+
+fn annotation<'a>(a: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
+    a.get(k).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// A pod uid that is safe as one path component.
+fn valid_uid(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && !s.starts_with('.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// The pod's uid from a CRI sandbox spec's annotations: containerd's
+/// `sandbox-uid`, else (older containerd) the last `_` field of the pod's log
+/// folder `<namespace>_<name>_<uid>` (as gVisor's shim reads it).
+pub fn pod_uid(annotations: &Map<String, Value>) -> Option<String> {
+    if let Some(uid) = annotation(annotations, SANDBOX_UID) {
+        return valid_uid(uid).then(|| uid.to_string());
+    }
+    let dir = annotation(annotations, SANDBOX_LOG_DIR)?;
+    let base = dir.trim_end_matches('/').rsplit('/').next()?;
+    let fields: Vec<&str> = base.split('_').collect();
+    let uid = match fields.as_slice() {
+        [uid] => uid,
+        [_, _, uid] => uid,
+        _ => return None,
+    };
+    valid_uid(uid).then(|| uid.to_string())
+}
+
+/// A Kubernetes volume name runsc can carry in a hint key (a DNS label: no
+/// `.`, which would split the key).
+pub fn valid_volume_name(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// The hints for `volumes` under `mode`, as annotation key → value. A volume
+/// that already has a hint in `existing` (by name or by source: a node
+/// allowlisted it for the pod) is left alone, so runsc never sees two.
+pub fn empty_dir_hints(
+    mode: EmptyDirMode,
+    existing: &Map<String, Value>,
+    volumes: &[Volume],
+) -> BTreeMap<String, String> {
+    let (kind, share) = match mode {
+        EmptyDirMode::Off => return BTreeMap::new(),
+        EmptyDirMode::Exclusive => ("bind", "container"),
+        EmptyDirMode::Memory => ("tmpfs", "pod"),
+    };
+    let hinted_names: Vec<&str> = existing
+        .keys()
+        .filter_map(|k| k.strip_prefix(MOUNT_PREFIX))
+        .filter_map(|rest| rest.split('.').next())
+        .collect();
+    let hinted_sources: Vec<&str> = existing
+        .iter()
+        .filter(|(k, _)| k.starts_with(MOUNT_PREFIX) && k.ends_with(".source"))
+        .filter_map(|(_, v)| v.as_str())
+        .collect();
+    let mut out = BTreeMap::new();
+    for v in volumes {
+        let Some(source) = v.source.to_str() else {
+            continue;
+        };
+        if !valid_volume_name(&v.name)
+            || hinted_names.contains(&v.name.as_str())
+            || hinted_sources.contains(&source)
+        {
+            continue;
+        }
+        let key = |field: &str| format!("{MOUNT_PREFIX}{}.{field}", v.name);
+        out.insert(key("source"), source.to_string());
+        out.insert(key("type"), kind.to_string());
+        out.insert(key("share"), share.to_string());
+    }
+    out
+}
+
+/// `annotations` with `hints` added.
+pub fn with_hints(spec: &Value, hints: &BTreeMap<String, String>) -> Value {
+    let mut spec = spec.clone();
+    if hints.is_empty() {
+        return spec;
+    }
+    if let Some(obj) = spec.as_object_mut() {
+        let ann = obj
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !ann.is_object() {
+            *ann = Value::Object(Map::new());
+        }
+        if let Some(ann) = ann.as_object_mut() {
+            for (k, v) in hints {
+                ann.insert(k.clone(), Value::String(v.clone()));
+            }
+        }
+    }
+    spec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ann(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    fn vols() -> Vec<Volume> {
+        vec![
+            Volume {
+                name: "workspace".into(),
+                source: "/var/lib/kubelet/pods/u1/volumes/kubernetes.io~empty-dir/workspace"
+                    .into(),
+            },
+            Volume {
+                name: "cache".into(),
+                source: "/var/lib/kubelet/pods/u1/volumes/kubernetes.io~empty-dir/cache".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn uid_from_containerd_or_the_log_folder() {
+        assert_eq!(
+            pod_uid(&ann(json!({"io.kubernetes.cri.sandbox-uid": "7d3c-11"}))).as_deref(),
+            Some("7d3c-11")
+        );
+        assert_eq!(
+            pod_uid(&ann(json!({
+                "io.kubernetes.cri.sandbox-log-directory": "/var/log/pods/ns_name_abc-123/"
+            })))
+            .as_deref(),
+            Some("abc-123")
+        );
+        assert_eq!(
+            pod_uid(&ann(json!({
+                "io.kubernetes.cri.sandbox-log-directory": "/var/log/pods/abc"
+            })))
+            .as_deref(),
+            Some("abc")
+        );
+        for bad in [
+            json!({"io.kubernetes.cri.sandbox-uid": "../../etc"}),
+            json!({"io.kubernetes.cri.sandbox-uid": ".."}),
+            json!({"io.kubernetes.cri.sandbox-uid": "a/b"}),
+            json!({"io.kubernetes.cri.sandbox-log-directory": "/var/log/pods/a_b"}),
+            json!({"io.kubernetes.cri.sandbox-log-directory": "/var/log/pods/a_b_.."}),
+            json!({}),
+        ] {
+            assert_eq!(pod_uid(&ann(bad.clone())), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn exclusive_hints_keep_the_host_folder() {
+        let h = empty_dir_hints(EmptyDirMode::Exclusive, &Map::new(), &vols());
+        assert_eq!(h.len(), 6);
+        assert_eq!(h["dev.gvisor.spec.mount.workspace.type"], "bind");
+        assert_eq!(h["dev.gvisor.spec.mount.workspace.share"], "container");
+        assert_eq!(
+            h["dev.gvisor.spec.mount.cache.source"],
+            "/var/lib/kubelet/pods/u1/volumes/kubernetes.io~empty-dir/cache"
+        );
+    }
+
+    #[test]
+    fn memory_hints_make_a_pod_tmpfs_and_off_adds_nothing() {
+        let h = empty_dir_hints(EmptyDirMode::Memory, &Map::new(), &vols());
+        assert_eq!(h["dev.gvisor.spec.mount.cache.type"], "tmpfs");
+        assert_eq!(h["dev.gvisor.spec.mount.cache.share"], "pod");
+        assert!(empty_dir_hints(EmptyDirMode::Off, &Map::new(), &vols()).is_empty());
+    }
+
+    #[test]
+    fn an_existing_hint_by_name_or_source_is_left_alone() {
+        let existing = ann(json!({
+            "dev.gvisor.spec.mount.workspace.share": "shared",
+            "dev.gvisor.spec.mount.other.source":
+                "/var/lib/kubelet/pods/u1/volumes/kubernetes.io~empty-dir/cache",
+        }));
+        let h = empty_dir_hints(EmptyDirMode::Exclusive, &existing, &vols());
+        assert!(h.is_empty(), "{h:?}");
+    }
+
+    #[test]
+    fn names_runsc_cannot_carry_are_skipped() {
+        for bad in ["a.b", "", "-a", "a-", "UPPER", "a_b", &"x".repeat(64)] {
+            assert!(!valid_volume_name(bad), "{bad}");
+            let v = vec![Volume {
+                name: bad.to_string(),
+                source: "/p".into(),
+            }];
+            assert!(empty_dir_hints(EmptyDirMode::Exclusive, &Map::new(), &v).is_empty());
+        }
+        assert!(valid_volume_name("ws-1"));
+    }
+
+    #[test]
+    fn hints_are_merged_into_the_spec() {
+        let spec = json!({"ociVersion": "1.0.2", "annotations": {"a": "b"}});
+        let h = empty_dir_hints(EmptyDirMode::Exclusive, &Map::new(), &vols()[..1]);
+        let out = with_hints(&spec, &h);
+        assert_eq!(out["annotations"]["a"], "b");
+        assert_eq!(
+            out["annotations"]["dev.gvisor.spec.mount.workspace.share"],
+            "container"
+        );
+        let bare = with_hints(&json!({"ociVersion": "1.0.2"}), &h);
+        assert_eq!(bare["annotations"].as_object().unwrap().len(), 3);
+        assert_eq!(with_hints(&spec, &BTreeMap::new()), spec);
+    }
+}
