@@ -18,6 +18,7 @@ pub mod containerd;
 pub mod cri;
 pub mod images;
 pub mod util;
+pub mod workload;
 
 pub use binaries::{Binaries, ContainerdVersion};
 pub use config::{CniNetwork, RuntimeHandler};

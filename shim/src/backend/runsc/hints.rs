@@ -19,7 +19,7 @@
 //!   sandbox, shared by the pod's containers; the host folder stays empty.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
@@ -124,6 +124,70 @@ pub fn empty_dir_hints(
     out
 }
 
+/// True if `source` is `<pods_dir>/<uid>/volumes/kubernetes.io~empty-dir/<volume>`
+/// (any uid if `uid` is None, as gVisor's shim matches).
+fn is_empty_dir(source: &Path, pods_dir: &Path, uid: Option<&str>) -> bool {
+    let name_ok = source
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(valid_volume_name);
+    let Some(plugin) = source.parent() else {
+        return false;
+    };
+    let Some(pod) = plugin.parent().and_then(Path::parent) else {
+        return false;
+    };
+    name_ok
+        && plugin.file_name() == Some(EMPTY_DIR_PLUGIN.as_ref())
+        && plugin.parent().and_then(Path::file_name) == Some("volumes".as_ref())
+        && pod.parent() == Some(pods_dir)
+        && pod
+            .file_name()
+            .and_then(|u| u.to_str())
+            .is_some_and(|u| valid_uid(u) && uid.is_none_or(|want| u == want))
+}
+
+/// For `memory` hints, a later container's binds of the pod's emptyDir
+/// folders become `tmpfs` mounts (source kept: runsc matches it to the hint
+/// and mounts the pod's shared tmpfs), as gVisor's shim rewrites them; the
+/// spec and the changed destinations if anything changed. Only ever turns a
+/// host bind into a sandbox-internal mount.
+pub fn tmpfs_for_empty_dirs(
+    spec: &Value,
+    pods_dir: &Path,
+    uid: Option<&str>,
+) -> Option<(Value, Vec<String>)> {
+    let mut spec = spec.clone();
+    let mut changed = Vec::new();
+    let mounts = spec.get_mut("mounts")?.as_array_mut()?;
+    for m in mounts.iter_mut() {
+        let Some(obj) = m.as_object_mut() else {
+            continue;
+        };
+        let source = obj.get("source").and_then(Value::as_str).map(Path::new);
+        let hinted = source.is_some_and(|s| is_empty_dir(s, pods_dir, uid));
+        if !hinted || !is_bind(obj) {
+            continue;
+        }
+        obj.insert("type".into(), Value::String("tmpfs".into()));
+        if let Some(opts) = obj.get_mut("options").and_then(Value::as_array_mut) {
+            opts.retain(|o| !matches!(o.as_str(), Some("bind") | Some("rbind")));
+        }
+        if let Some(d) = obj.get("destination").and_then(Value::as_str) {
+            changed.push(d.to_string());
+        }
+    }
+    (!changed.is_empty()).then_some((spec, changed))
+}
+
+fn is_bind(m: &Map<String, Value>) -> bool {
+    m.get("type").and_then(Value::as_str) == Some("bind")
+        || m.get("options").and_then(Value::as_array).is_some_and(|o| {
+            o.iter()
+                .any(|o| matches!(o.as_str(), Some("bind") | Some("rbind")))
+        })
+}
+
 /// `annotations` with `hints` added.
 pub fn with_hints(spec: &Value, hints: &BTreeMap<String, String>) -> Value {
     let mut spec = spec.clone();
@@ -159,8 +223,7 @@ mod tests {
         vec![
             Volume {
                 name: "workspace".into(),
-                source: "/var/lib/kubelet/pods/u1/volumes/kubernetes.io~empty-dir/workspace"
-                    .into(),
+                source: "/var/lib/kubelet/pods/u1/volumes/kubernetes.io~empty-dir/workspace".into(),
             },
             Volume {
                 name: "cache".into(),
@@ -243,6 +306,42 @@ mod tests {
             assert!(empty_dir_hints(EmptyDirMode::Exclusive, &Map::new(), &v).is_empty());
         }
         assert!(valid_volume_name("ws-1"));
+    }
+
+    #[test]
+    fn memory_mode_turns_the_pods_empty_dir_binds_into_tmpfs() {
+        let pods = Path::new("/var/lib/kubelet/pods");
+        let spec = json!({"mounts": [
+            {"destination": "/workspace", "type": "bind",
+             "source": "/var/lib/kubelet/pods/u1/volumes/kubernetes.io~empty-dir/workspace",
+             "options": ["rbind", "rprivate", "ro"]},
+            {"destination": "/cache", "type": "none",
+             "source": "/var/lib/kubelet/pods/u1/volumes/kubernetes.io~empty-dir/cache",
+             "options": ["bind"]},
+            {"destination": "/other", "type": "bind",
+             "source": "/var/lib/kubelet/pods/u2/volumes/kubernetes.io~empty-dir/workspace",
+             "options": ["rbind"]},
+            {"destination": "/sub", "type": "bind",
+             "source": "/var/lib/kubelet/pods/u1/volumes/kubernetes.io~empty-dir/workspace/sub",
+             "options": ["rbind"]},
+            {"destination": "/proc", "type": "proc", "source": "proc"}
+        ]});
+        let (out, changed) = tmpfs_for_empty_dirs(&spec, pods, Some("u1")).unwrap();
+        assert_eq!(changed, ["/workspace", "/cache"]);
+        assert_eq!(out["mounts"][0]["type"], "tmpfs");
+        assert_eq!(out["mounts"][0]["options"], json!(["rprivate", "ro"]));
+        assert_eq!(
+            out["mounts"][0]["source"], spec["mounts"][0]["source"],
+            "runsc matches the hint by source"
+        );
+        assert_eq!(out["mounts"][1]["type"], "tmpfs");
+        assert_eq!(out["mounts"][2], spec["mounts"][2]);
+        assert_eq!(out["mounts"][3], spec["mounts"][3]);
+        assert_eq!(out["mounts"][4], spec["mounts"][4]);
+        assert!(tmpfs_for_empty_dirs(&json!({"mounts": []}), pods, None).is_none());
+        // without the uid, any pod's emptyDir folder matches (as gVisor's shim)
+        let (_, any) = tmpfs_for_empty_dirs(&spec, pods, None).unwrap();
+        assert_eq!(any, ["/workspace", "/cache", "/other"]);
     }
 
     #[test]

@@ -136,9 +136,8 @@ pub(super) async fn prepare(
     let cfg = &admitted.cfg;
     let t = &cfg.runtime.tuning;
     let explicit = &cfg.runtime.runsc_flags;
-    let caps =
-        super::probe::capabilities(&pod.reaper, &cfg.runtime.runsc, &cfg.runtime.runsc_root)
-            .await?;
+    let caps = super::probe::capabilities(&pod.reaper, &cfg.runtime.runsc, &cfg.runtime.runsc_root)
+        .await?;
     let folder = if t.wants_overlay_dir(explicit) {
         Some(overlay_folder(
             &t.overlay_dir,
@@ -150,6 +149,9 @@ pub(super) async fn prepare(
     };
     let flags = tuning::flags(t, &caps, explicit, folder.as_deref())?;
     if !is_sandbox_root(admitted) {
+        if t.empty_dir == EmptyDirMode::Memory {
+            memory_mounts(admitted, bundle, t).await?;
+        }
         return Ok(Tuned {
             flags,
             overlay_dir: None,
@@ -191,6 +193,38 @@ async fn empty_dir_hints(
             BTreeMap::new()
         }
     }
+}
+
+/// `memory` emptyDir hints: the container's binds of the pod's emptyDir
+/// folders become tmpfs mounts of the pod's shared tmpfs (audited).
+async fn memory_mounts(
+    admitted: &Admitted,
+    bundle: &Path,
+    t: &tuning::TuningConfig,
+) -> Result<(), String> {
+    let pods_dir = t.kubelet_pods_dir.clone();
+    let canonical = tokio::task::spawn_blocking(move || std::fs::canonicalize(&pods_dir));
+    let pods_dir = match tokio::time::timeout(LIST_TIMEOUT, canonical).await {
+        Ok(Ok(Ok(p))) => p,
+        _ => t.kubelet_pods_dir.clone(),
+    };
+    let uid = hints::pod_uid(&admitted.annotations);
+    let Some((spec, changed)) =
+        hints::tmpfs_for_empty_dirs(&admitted.enforced.spec, &pods_dir, uid.as_deref())
+    else {
+        return Ok(());
+    };
+    admitted
+        .audit
+        .record(
+            "tuning",
+            &admitted.subject,
+            json!({"empty_dir": "memory", "tmpfs": changed}),
+        )
+        .map_err(|e| format!("agentbox refused to run: {e}"))?;
+    let path = bundle.join("config.json");
+    crate::enforce::write_atomic(&path, &spec)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 fn write_and_audit(

@@ -10,6 +10,9 @@
 //!   kubelet sees and containerd removes), else `memory` (the upper layer is
 //!   sandbox memory, charged to the pod's memory cgroup).
 //! - directfs: runsc's own default.
+//! - emptyDir volumes: no hint (exact for the host and for sidecars; the
+//!   `exclusive` and `memory` hints are faster and each changes what someone
+//!   else reading the volume sees, see `hints`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -40,12 +43,14 @@ pub enum RootfsOverlay {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum EmptyDirMode {
-    /// No hint: runsc's default (a shared bind, revalidated on every access).
-    Off,
-    /// `share=container`: the sandbox caches the volume (exclusive file
-    /// access); every write still goes to the host at once, but a change made
-    /// from outside this container while it runs may be seen late.
+    /// No hint: runsc's default (a shared bind, revalidated on every access):
+    /// exact for every reader, on the host or in another container.
     #[default]
+    Off,
+    /// `share=container`: each container's sandbox mount caches the volume
+    /// (exclusive file access); every write still reaches the host at once,
+    /// but a change made from outside that container while it runs (the host,
+    /// a sidecar writing the same volume) may be seen late by it.
     Exclusive,
     /// `type=tmpfs, share=pod`: a tmpfs inside the sandbox shared by the pod's
     /// containers. Fastest; nothing written reaches the host folder.
@@ -75,7 +80,7 @@ impl Default for TuningConfig {
             rootfs_overlay: RootfsOverlay::Auto,
             overlay_dir: PathBuf::from("/var/lib/agentbox/overlay"),
             directfs: None,
-            empty_dir: EmptyDirMode::Exclusive,
+            empty_dir: EmptyDirMode::Off,
             kubelet_pods_dir: PathBuf::from("/var/lib/kubelet/pods"),
         }
     }
@@ -398,5 +403,27 @@ mod tests {
         assert_eq!(t.empty_dir, EmptyDirMode::Memory);
         assert_eq!(t.directfs, Some(false));
         assert!(toml::from_str::<TuningConfig>("overlay = \"memory\"\n").is_err());
+    }
+
+    #[test]
+    fn is_a_table_of_the_agentbox_config() {
+        let c = crate::config::Config::from_toml_str(
+            "profile = \"standard\"\n[runtime.tuning]\nrootfs_overlay = \"dir\"\noverlay_dir = \"/srv/ov\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.runtime.tuning.rootfs_overlay, RootfsOverlay::Dir);
+        assert_eq!(c.runtime.tuning.overlay_dir, Path::new("/srv/ov"));
+        let d = crate::config::Config::from_toml_str("profile = \"standard\"\n", "t").unwrap();
+        assert_eq!(d.runtime.tuning, TuningConfig::default());
+        let e = crate::config::Config::from_toml_str(
+            "[runtime.tuning]\noverlay_dir = \"relative\"\n",
+            "t",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("overlay_dir"), "{e}");
+        let e = crate::config::Config::from_toml_str("[runtime.tuning]\nplatfrom = \"x\"\n", "t")
+            .unwrap_err();
+        assert!(e.to_string().contains("platfrom"), "{e}");
     }
 }
