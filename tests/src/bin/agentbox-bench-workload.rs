@@ -528,18 +528,26 @@ fn run_ctr(
     args.extend([BUSYBOX_IMAGE, id.as_str(), "sleep", "3600"]);
     ctd.ctr_ok(&args)?;
     let (sh, phases) = script(&s.work);
-    let out = ctd.ctr_ok(&[
-        "task",
-        "exec",
-        "--fifo-dir",
-        &fifo,
-        "--exec-id",
-        "wl",
-        &id,
-        "sh",
-        "-c",
-        &sh,
-    ]);
+    // ctd.ctr() is bounded at 180 s: a workload under gVisor can take longer
+    let mut exec = std::process::Command::new(&ctd.binaries().ctr);
+    exec.arg("--address")
+        .arg(ctd.address())
+        .args([
+            "--namespace",
+            DEFAULT_NAMESPACE,
+            "task",
+            "exec",
+            "--fifo-dir",
+            &fifo,
+        ])
+        .args(["--exec-id", "wl", &id, "sh", "-c", &sh]);
+    let out = agentbox_e2e::util::run_timeout(&mut exec, EXEC_TIMEOUT).and_then(|o| {
+        if o.status.success() {
+            Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+        } else {
+            bail!("ctr task exec {id}: {}", String::from_utf8_lossy(&o.stderr))
+        }
+    });
     let _ = ctd.ctr(&["task", "kill", "-s", "KILL", &id]);
     std::thread::sleep(Duration::from_millis(500));
     let _ = ctd.ctr(&["task", "rm", "-f", &id]);
