@@ -148,7 +148,22 @@ fn workspace_writes_reach_the_host_under_the_default() {
     let cri = ctd.cri().expect("CRI client");
     let (pod, sidecar, agent, ws) = pod_with_sidecar(&cri, &cfg, "uid-ws");
     let rec = tuning_record(&cfg, &pod.id);
-    assert_eq!(rec["hints"], serde_json::json!({}), "{rec}");
+    // no emptyDir hint by default; the sandbox runs in the pod's cgroup
+    let pod_cgroup = format!("{}/poduid-ws", ctd.cgroup_parent());
+    assert_eq!(
+        rec["hints"],
+        serde_json::json!({"dev.gvisor.spec.cgroup-parent": pod_cgroup}),
+        "{rec}"
+    );
+    let sentry = pids_matching(&["runsc-sandbox", &pod.id]);
+    assert_eq!(sentry.len(), 1, "{sentry:?}");
+    let cgroups = std::fs::read_to_string(format!("/proc/{}/cgroup", sentry[0])).unwrap();
+    assert!(
+        cgroups
+            .lines()
+            .any(|l| l.ends_with(&format!(":cpu:{pod_cgroup}")) || l == format!("0::{pod_cgroup}")),
+        "the sandbox is not in the pod's cgroup {pod_cgroup}: {cgroups}"
+    );
     assert!(
         rec["flags"]
             .as_array()

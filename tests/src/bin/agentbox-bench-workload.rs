@@ -102,6 +102,12 @@ fn sides(
         Workload::Files(Place::Tmp),
         Workload::Archive(Place::Rootfs),
     ];
+    let cpu = vec![
+        Workload::Files(Place::Rootfs),
+        Workload::Syscall,
+        Workload::Spawn,
+        Workload::Pipe,
+    ];
     let volume = vec![
         Workload::Files(Place::EmptyDir),
         Workload::Archive(Place::EmptyDir),
@@ -140,7 +146,7 @@ fn sides(
             "agentbox as shipped before",
             old,
             "platform = \"ptrace\", ",
-            "rootfs_overlay = \"none\"\nempty_dir = \"off\"\n",
+            "rootfs_overlay = \"none\"\nempty_dir = \"off\"\npod_cgroup = false\n",
             all(),
         ),
         agentbox("default", "**agentbox default**", old, "", "", all()),
@@ -153,11 +159,27 @@ fn sides(
             rootfs.clone(),
         ),
         agentbox(
-            "hints-off",
-            "agentbox emptyDir off",
+            "pause-cgroup",
+            "agentbox in the pause cgroup",
             old,
             "",
-            "empty_dir = \"off\"\n",
+            "pod_cgroup = false\n",
+            cpu.clone(),
+        ),
+        agentbox(
+            "no-overlay",
+            "agentbox overlay none",
+            old,
+            "",
+            "rootfs_overlay = \"none\"\n",
+            rootfs.clone(),
+        ),
+        agentbox(
+            "hints-exclusive",
+            "agentbox emptyDir exclusive",
+            old,
+            "",
+            "empty_dir = \"exclusive\"\n",
             volume.clone(),
         ),
         agentbox(
@@ -193,12 +215,7 @@ fn sides(
             new,
             "",
             "platform = \"ptrace\"\n",
-            vec![
-                Workload::Files(Place::Rootfs),
-                Workload::Syscall,
-                Workload::Spawn,
-                Workload::Pipe,
-            ],
+            cpu,
         ));
         v.push(agentbox(
             "2024-memory",
@@ -218,7 +235,6 @@ fn sides(
                 Workload::Files(Place::Rootfs),
                 Workload::Files(Place::EmptyDir),
                 Workload::Files(Place::Bind),
-                Workload::Archive(Place::EmptyDir),
             ],
         ));
     }

@@ -25,6 +25,8 @@ use serde_json::{Map, Value};
 
 use super::tuning::EmptyDirMode;
 
+/// The annotation that makes runsc put the sandbox in this cgroup.
+pub const CGROUP_PARENT: &str = "dev.gvisor.spec.cgroup-parent";
 /// The annotation prefix runsc reads mount hints from.
 pub const MOUNT_PREFIX: &str = "dev.gvisor.spec.mount.";
 /// The kubelet's folder of a pod's emptyDir volumes, below `pods/<uid>/volumes/`.
@@ -188,6 +190,23 @@ fn is_bind(m: &Map<String, Value>) -> bool {
         })
 }
 
+/// The pod's cgroup in a sandbox spec's `linux.cgroupsPath`
+/// (`/kubepods/burstable/pod<uid>/<id>` → `/kubepods/burstable/pod<uid>`), as
+/// gVisor's shim finds it: with it as `dev.gvisor.spec.cgroup-parent` the
+/// sandbox — every container of the pod — runs under the pod's CPU and memory
+/// settings instead of the pause container's (`cpu.shares` 2, which starves
+/// the sandbox whenever the node is busy). None for a systemd-style path.
+pub fn pod_cgroup(spec: &Value) -> Option<String> {
+    let path = spec.pointer("/linux/cgroupsPath")?.as_str()?;
+    if path.contains(':') || path.split('/').any(|p| p == "..") {
+        return None;
+    }
+    let parts: Vec<&str> = path.split('/').collect();
+    let i = parts.iter().rposition(|p| p.starts_with("pod"))?;
+    let parent = parts[..=i].join("/");
+    (parent != path && !parent.trim_matches('/').is_empty()).then_some(parent)
+}
+
 /// `annotations` with `hints` added.
 pub fn with_hints(spec: &Value, hints: &BTreeMap<String, String>) -> Value {
     let mut spec = spec.clone();
@@ -342,6 +361,29 @@ mod tests {
         // without the uid, any pod's emptyDir folder matches (as gVisor's shim)
         let (_, any) = tmpfs_for_empty_dirs(&spec, pods, None).unwrap();
         assert_eq!(any, ["/workspace", "/cache", "/other"]);
+    }
+
+    #[test]
+    fn pod_cgroup_as_gvisors_shim_finds_it() {
+        let spec = |p: &str| json!({"linux": {"cgroupsPath": p}});
+        assert_eq!(
+            pod_cgroup(&spec("/kubepods/burstable/pod12-34/abcdef")).as_deref(),
+            Some("/kubepods/burstable/pod12-34")
+        );
+        assert_eq!(
+            pod_cgroup(&spec("kubepods/podx/c1")).as_deref(),
+            Some("kubepods/podx")
+        );
+        for none in [
+            "/kubepods/burstable/pod12",
+            "/default/c1",
+            "kubepods-besteffort-pod1.slice:cri-containerd:c1",
+            "/pods/../pod1/c",
+            "",
+        ] {
+            assert_eq!(pod_cgroup(&spec(none)), None, "{none}");
+        }
+        assert_eq!(pod_cgroup(&json!({})), None);
     }
 
     #[test]

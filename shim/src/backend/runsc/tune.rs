@@ -160,8 +160,8 @@ pub(super) async fn prepare(
     if let Some(f) = &folder {
         create_private(f)?;
     }
-    let hints = if admitted.is_cri_sandbox() && t.empty_dir != EmptyDirMode::Off {
-        empty_dir_hints(admitted, t).await
+    let hints = if admitted.is_cri_sandbox() {
+        sandbox_annotations(admitted, t).await
     } else {
         BTreeMap::new()
     };
@@ -174,25 +174,47 @@ pub(super) async fn prepare(
     Ok(tuned)
 }
 
-async fn empty_dir_hints(
+/// True if the cgroup exists on the host (made by the kubelet: then runsc
+/// uses it as it is; a missing one runsc would create with the pause
+/// container's resources).
+fn cgroup_exists(path: &str) -> bool {
+    let rel = path.trim_start_matches('/');
+    let root = Path::new("/sys/fs/cgroup");
+    root.join("cpu").join(rel).is_dir() || root.join(rel).join("cgroup.controllers").is_file()
+}
+
+/// The annotations agentbox gives a pod's sandbox container: the emptyDir
+/// mount hints and the pod's cgroup. Host lookups run off the event loop,
+/// bounded: a hung filesystem costs the hints, never the pod.
+async fn sandbox_annotations(
     admitted: &Admitted,
     t: &tuning::TuningConfig,
 ) -> BTreeMap<String, String> {
-    let Some(uid) = hints::pod_uid(&admitted.annotations) else {
-        return BTreeMap::new();
-    };
+    let uid = hints::pod_uid(&admitted.annotations).filter(|_| t.empty_dir != EmptyDirMode::Off);
+    let cgroup = hints::pod_cgroup(&admitted.enforced.spec)
+        .filter(|_| t.pod_cgroup && !admitted.annotations.contains_key(hints::CGROUP_PARENT));
     let pods_dir = t.kubelet_pods_dir.clone();
-    let listing = tokio::task::spawn_blocking(move || list_empty_dirs(&pods_dir, &uid));
-    match tokio::time::timeout(LIST_TIMEOUT, listing).await {
-        Ok(Ok(volumes)) => hints::empty_dir_hints(t.empty_dir, &admitted.annotations, &volumes),
+    let lookup = tokio::task::spawn_blocking(move || {
+        let volumes = uid
+            .map(|u| list_empty_dirs(&pods_dir, &u))
+            .unwrap_or_default();
+        (volumes, cgroup.filter(|c| cgroup_exists(c)))
+    });
+    let (volumes, cgroup) = match tokio::time::timeout(LIST_TIMEOUT, lookup).await {
+        Ok(Ok(found)) => found,
         _ => {
             tracing::warn!(
                 container = %admitted.id,
-                "the kubelet's pods folder did not answer in time: no emptyDir hints"
+                "the kubelet's folders did not answer in time: no hints"
             );
-            BTreeMap::new()
+            return BTreeMap::new();
         }
+    };
+    let mut out = hints::empty_dir_hints(t.empty_dir, &admitted.annotations, &volumes);
+    if let Some(c) = cgroup {
+        out.insert(hints::CGROUP_PARENT.to_string(), c);
     }
+    out
 }
 
 /// `memory` emptyDir hints: the container's binds of the pod's emptyDir

@@ -10,6 +10,7 @@
 //!   kubelet sees and containerd removes), else `memory` (the upper layer is
 //!   sandbox memory, charged to the pod's memory cgroup).
 //! - directfs: runsc's own default.
+//! - the sandbox runs in the pod's cgroup, not the pause container's.
 //! - emptyDir volumes: no hint (exact for the host and for sidecars; the
 //!   `exclusive` and `memory` hints are faster and each changes what someone
 //!   else reading the volume sees, see `hints`).
@@ -69,6 +70,9 @@ pub struct TuningConfig {
     /// `--directfs` (runsc 2023+): unset = runsc's default.
     pub directfs: Option<bool>,
     pub empty_dir: EmptyDirMode,
+    /// Run the sandbox in the pod's cgroup (the kubelet's, if it exists), as
+    /// gVisor's shim does, rather than in the pause container's.
+    pub pod_cgroup: bool,
     /// The kubelet's pods folder (where emptyDir volumes live).
     pub kubelet_pods_dir: PathBuf,
 }
@@ -81,6 +85,7 @@ impl Default for TuningConfig {
             overlay_dir: PathBuf::from("/var/lib/agentbox/overlay"),
             directfs: None,
             empty_dir: EmptyDirMode::Off,
+            pod_cgroup: true,
             kubelet_pods_dir: PathBuf::from("/var/lib/kubelet/pods"),
         }
     }
