@@ -6,7 +6,7 @@ CARGO ?= cargo
 # time is what a 2-core machine takes without timing out.
 E2E_THREADS ?= 2
 
-.PHONY: all deps build release test lint unit e2e test-matrix demo bench bench-policy bench-shim bench-workload clean
+.PHONY: all deps build release test lint unit e2e test-matrix test-flood demo bench bench-policy bench-shim bench-workload bench-activity bench-node node-image runtimeclass clean
 
 all: build
 
@@ -17,7 +17,7 @@ build: deps
 	$(CARGO) build --workspace --all-targets
 
 release: deps
-	$(CARGO) build --release -p agentbox-shim -p agentbox-policy
+	$(CARGO) build --release -p agentbox-shim -p agentbox-policy -p agentbox-node
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -26,7 +26,7 @@ lint:
 # Unit, golden, property and in-process tests (no root needed), then the
 # end-to-end suites against real containerd + runc + runsc (root).
 unit:
-	$(CARGO) test -p agentbox-policy -p agentbox-shim --tests
+	$(CARGO) test --workspace --exclude agentbox-e2e --tests
 
 e2e: build
 	$(CARGO) test -p agentbox-e2e --tests -- --test-threads=$(E2E_THREADS)
@@ -38,12 +38,16 @@ test: deps lint build unit e2e
 test-matrix: build
 	$(CARGO) test -p agentbox-e2e --test agentbox_matrix -- --test-threads=$(E2E_THREADS)
 
+# The activity audit under a flood of 100,000 file opens (make test runs 20,000).
+test-flood: build
+	AGENTBOX_FLOOD_OPENS=100000 $(CARGO) test -p agentbox-e2e --test agentbox_activity -- a_flood
+
 demo: deps
 	$(CARGO) build -p agentbox-shim
 	$(CARGO) build -p agentbox-e2e --bin agentbox-demo
 	$(CARGO) run -q -p agentbox-e2e --bin agentbox-demo
 
-bench: bench-policy bench-shim
+bench: bench-policy bench-shim bench-activity bench-node
 
 bench-policy:
 	$(CARGO) bench -p agentbox-policy --bench apply
@@ -59,6 +63,26 @@ bench-workload: release
 	$(CARGO) build --release -p agentbox-e2e --bin agentbox-bench-workload
 	scripts/fetch-runsc.sh trixie || echo "bench-workload: no trixie runsc, Debian 12's only"
 	$(CARGO) run --release -q -p agentbox-e2e --bin agentbox-bench-workload
+
+# The activity audit's cost: a build-like workload with it off and on, as ratios.
+bench-activity: release
+	$(CARGO) build --release -p agentbox-e2e --bin agentbox-activity-bench
+	$(CARGO) run --release -q -p agentbox-e2e --bin agentbox-activity-bench
+
+# The node agent: install time, the gVisor pod overhead behind the chart's
+# overhead.podFixed, 20 pods at once on the installed handler (BENCHMARKS.md).
+bench-node: release
+	$(CARGO) build --release -p agentbox-e2e --bin agentbox-node-bench
+	$(CARGO) run --release -q -p agentbox-e2e --bin agentbox-node-bench
+
+# The node agent image (node-agent/Dockerfile, buildah) from the release build.
+NODE_IMAGE ?= agentbox/agentbox-node:0.1.0
+node-image: release
+	scripts/build-node-image.sh target/release $(NODE_IMAGE) target/agentbox-node-image.tar
+
+# runtimeclass/ from charts/agentbox (a test checks they agree).
+runtimeclass: deps
+	.work/tools/venv/bin/python scripts/gen-runtimeclass.py
 
 clean:
 	$(CARGO) clean

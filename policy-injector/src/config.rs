@@ -5,6 +5,7 @@ use std::path::Path;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::annotations::{SetupAllowed, GVISOR_PREFIX, KATA_PREFIX};
 use crate::glob::NameGlob;
 use crate::paths::{alias, normalize, PathPattern, BUILTIN_SOCKETS};
 use crate::{Inject, Policy, Profile};
@@ -54,6 +55,8 @@ struct RawConfig {
     network: Option<toml::Value>,
     #[allow(dead_code)]
     lifetime: Option<toml::Value>,
+    #[allow(dead_code)]
+    activity: Option<toml::Value>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -85,23 +88,18 @@ struct RawEnv {
     allow: Vec<String>,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
 struct RawPhases {
-    #[serde(default = "yes")]
-    setup_containers: bool,
+    setup_containers: Option<RawSetup>,
 }
 
-impl Default for RawPhases {
-    fn default() -> Self {
-        RawPhases {
-            setup_containers: true,
-        }
-    }
-}
-
-fn yes() -> bool {
-    true
+/// `setup_containers`: a list of names; `false` is accepted as `[]`.
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+enum RawSetup {
+    Names(Vec<String>),
+    Flag(bool),
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -109,6 +107,101 @@ fn yes() -> bool {
 struct RawAnnotations {
     #[serde(default)]
     kata_allow: Vec<String>,
+    #[serde(default)]
+    gvisor_allow: Vec<String>,
+}
+
+/// Families a node may not hand to pods, whatever the config lists: runsc
+/// flags and internals, and runsc's mount hints (they name host paths;
+/// agentbox adds its own after the policy).
+const GVISOR_NEVER: &[(&str, &str)] = &[
+    ("dev.gvisor.flag.", "it would let a pod set runsc flags"),
+    ("dev.gvisor.internal.", "it is runsc-internal"),
+    (
+        "dev.gvisor.spec.mount.",
+        "runsc mount hints can name host paths",
+    ),
+    (
+        "dev.gvisor.spec.rootfs.",
+        "runsc rootfs hints can name host paths",
+    ),
+];
+
+/// Kata's `config_path` outranks the ConfigPath agentbox hands the delegate.
+const KATA_NEVER: &[(&str, &str)] = &[(
+    "io.katacontainers.config_path",
+    "it would let a pod choose Kata's configuration file",
+)];
+
+/// A Kubernetes container name (RFC 1123 label).
+fn is_container_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+fn setup_allowed(raw: Option<RawSetup>, profile: Profile) -> Result<SetupAllowed, ConfigError> {
+    let key = "phases.setup_containers";
+    let names = match raw {
+        None => {
+            return Ok(match profile {
+                Profile::Standard => SetupAllowed::Any,
+                Profile::Sensitive => SetupAllowed::Names(Vec::new()),
+            })
+        }
+        Some(RawSetup::Flag(false)) => return Ok(SetupAllowed::Names(Vec::new())),
+        Some(RawSetup::Flag(true)) => {
+            return Err(invalid(
+                key,
+                "must list the container names that may be setup phase (true is no longer accepted; [\"*\"] lets pods choose under the standard profile)",
+            ))
+        }
+        Some(RawSetup::Names(n)) => n,
+    };
+    if names.iter().any(|n| n == "*") {
+        if names.len() != 1 {
+            return Err(invalid(key, "\"*\" must be the only entry"));
+        }
+        if profile == Profile::Sensitive {
+            return Err(invalid(
+                key,
+                "\"*\" (pods choose) is not allowed under the sensitive profile: list the names",
+            ));
+        }
+        return Ok(SetupAllowed::Any);
+    }
+    for n in &names {
+        if !is_container_name(n) {
+            return Err(invalid(key, format!("{n:?} is not a container name")));
+        }
+    }
+    Ok(SetupAllowed::Names(names))
+}
+
+fn allow_list(
+    key: &str,
+    entries: &[String],
+    prefix: &str,
+    never: &[(&str, &str)],
+) -> Result<Vec<String>, ConfigError> {
+    let mut out = Vec::with_capacity(entries.len());
+    for k in entries {
+        if !k.starts_with(prefix) || k.len() == prefix.len() {
+            return Err(invalid(key, format!("{k:?} is not a {prefix}* annotation")));
+        }
+        if k.contains(['*', '?']) {
+            return Err(invalid(key, format!("{k:?}: list exact annotation names")));
+        }
+        if let Some((_, why)) = never.iter().find(|(p, _)| k.starts_with(p)) {
+            return Err(invalid(key, format!("{k:?} cannot be allowed: {why}")));
+        }
+        out.push(k.clone());
+    }
+    Ok(out)
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -216,17 +309,19 @@ fn compile(raw: RawConfig) -> Result<Policy, ConfigError> {
         }
     }
 
-    policy.setup_containers = raw.phases.setup_containers;
-
-    for k in &raw.annotations.kata_allow {
-        if !k.starts_with("io.katacontainers.config.") {
-            return Err(invalid(
-                "annotations.kata_allow",
-                format!("{k:?} is not an io.katacontainers.config.* annotation"),
-            ));
-        }
-        policy.kata_allow.push(k.clone());
-    }
+    policy.setup_containers = setup_allowed(raw.phases.setup_containers, policy.profile)?;
+    policy.kata_allow = allow_list(
+        "annotations.kata_allow",
+        &raw.annotations.kata_allow,
+        KATA_PREFIX,
+        KATA_NEVER,
+    )?;
+    policy.gvisor_allow = allow_list(
+        "annotations.gvisor_allow",
+        &raw.annotations.gvisor_allow,
+        GVISOR_PREFIX,
+        GVISOR_NEVER,
+    )?;
 
     policy.sa_allow_agent = raw.serviceaccount.allow_agent;
     Ok(policy)
@@ -250,9 +345,10 @@ managed_roots = ["/var/lib/rancher/k3s/agent/containerd/"]
 strip = ["ACME_*"]
 allow = ["AWS_REGION"]
 [phases]
-setup_containers = false
+setup_containers = ["clone", "fetch-deps"]
 [annotations]
 kata_allow = ["io.katacontainers.config.hypervisor.default_memory"]
+gvisor_allow = ["dev.gvisor.spec.cgroup-parent"]
 [serviceaccount]
 allow_agent = true
 [runtime]
@@ -267,7 +363,11 @@ max_seconds = 3
         )
         .unwrap();
         assert_eq!(p.profile(), Profile::Standard);
-        assert!(!p.setup_containers);
+        assert_eq!(
+            p.setup_containers,
+            SetupAllowed::Names(vec!["clone".into(), "fetch-deps".into()])
+        );
+        assert_eq!(p.gvisor_allow, ["dev.gvisor.spec.cgroup-parent"]);
         assert_eq!(p.sa_allow_agent, Some(true));
         assert_eq!(p.inject.len(), 1);
     }
@@ -297,7 +397,94 @@ max_seconds = 3
             "[mounts]\ninject = [{source=\"/var/run/docker.sock\", destination=\"/x\"}]"
         )
         .is_err());
-        assert!(from_toml_str("[annotations]\nkata_allow = [\"io.katacontainers.pkg\"]").is_err());
         assert!(from_toml_str("[env]\nstrip = [\"\"]").is_err());
+    }
+
+    #[test]
+    fn annotation_allowlists() {
+        let ok = from_toml_str(
+            "[annotations]\nkata_allow = [\"io.katacontainers.pkg.x\"]\ngvisor_allow = [\"dev.gvisor.spec.cgroup-parent\"]",
+        )
+        .unwrap();
+        assert_eq!(ok.kata_allow, ["io.katacontainers.pkg.x"]);
+        for (list, k, want) in [
+            (
+                "kata_allow",
+                "io.katacontainers.config_path",
+                "choose Kata's configuration",
+            ),
+            ("kata_allow", "io.katacontainers.", "is not a"),
+            ("kata_allow", "dev.gvisor.flag.x", "is not a"),
+            ("kata_allow", "io.katacontainers.config.*", "exact"),
+            ("gvisor_allow", "dev.gvisor.flag.network", "runsc flags"),
+            (
+                "gvisor_allow",
+                "dev.gvisor.internal.nvproxy",
+                "runsc-internal",
+            ),
+            (
+                "gvisor_allow",
+                "dev.gvisor.spec.mount.ws.source",
+                "host paths",
+            ),
+            (
+                "gvisor_allow",
+                "dev.gvisor.spec.rootfs.overlay",
+                "host paths",
+            ),
+            ("gvisor_allow", "DEV.GVISOR.spec.x", "is not a"),
+        ] {
+            let e = from_toml_str(&format!("[annotations]\n{list} = [{k:?}]"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(list) && e.contains(want), "{k}: {e}");
+        }
+    }
+
+    #[test]
+    fn setup_container_defaults_and_lists() {
+        let std_ = |extra: &str| from_toml_str(&format!("profile = \"standard\"\n{extra}"));
+        let sen = |extra: &str| from_toml_str(&format!("profile = \"sensitive\"\n{extra}"));
+        assert_eq!(std_("").unwrap().setup_containers, SetupAllowed::Any);
+        assert_eq!(
+            sen("").unwrap().setup_containers,
+            SetupAllowed::Names(vec![])
+        );
+        assert_eq!(
+            from_toml_str("").unwrap().setup_containers,
+            SetupAllowed::Names(vec![])
+        );
+        assert_eq!(
+            std_("[phases]\nsetup_containers = false")
+                .unwrap()
+                .setup_containers,
+            SetupAllowed::Names(vec![])
+        );
+        assert_eq!(
+            std_("[phases]\nsetup_containers = [\"*\"]")
+                .unwrap()
+                .setup_containers,
+            SetupAllowed::Any
+        );
+        for bad in [
+            "true",
+            "[\"*\", \"clone\"]",
+            "[\"Clone\"]",
+            "[\"\"]",
+            "[\"-x\"]",
+            "[\"a b\"]",
+            "\"clone\"",
+        ] {
+            let e = std_(&format!("[phases]\nsetup_containers = {bad}"));
+            assert!(e.is_err(), "{bad}");
+        }
+        let e = sen("[phases]\nsetup_containers = [\"*\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sensitive"), "{e}");
+        assert!(std_("[phases]\nsetup_containers = true")
+            .unwrap_err()
+            .to_string()
+            .contains("phases.setup_containers"));
     }
 }

@@ -272,6 +272,9 @@ pub fn validate_spec(spec: &Value) -> Result<(), InputError> {
         }
     }
     opt_object(root, "hooks", &"")?;
+    if let Some(r) = opt_object(root, "root", &"")? {
+        opt_string(r, "path", &"/root")?;
+    }
     if let Some(linux) = opt_object(root, "linux", &"")? {
         if let Some(ns) = opt_array(linux, "namespaces", &"/linux")? {
             for (i, n) in ns.iter().enumerate() {

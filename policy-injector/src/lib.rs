@@ -1,8 +1,9 @@
 //! agentbox's node-side policy engine.
 //!
 //! [`apply`] rewrites a container's final OCI runtime spec (`config.json`) under a
-//! [`Policy`]: it refuses host namespaces and unmanaged host mounts (sensitive),
-//! removes runtime sockets, hooks, runtime-control annotations, host devices and
+//! [`Policy`]: it refuses host namespaces, a root other than the bundle's
+//! `rootfs` and unmanaged host mounts (sensitive), removes runtime sockets
+//! (through symlink chains), hooks, runtime-control annotations, host devices and
 //! extra capabilities, restores `/proc` and `/sys` masking, and strips secrets
 //! from the environment. Every change is recorded in a [`Report`] that names
 //! rules, env var names and mount destinations, never a value.
@@ -23,22 +24,29 @@ mod caps;
 mod config;
 mod env;
 mod glob;
+mod host;
 mod input;
 mod linux;
 mod mounts;
 mod namespaces;
 mod paths;
 mod report;
+mod resolve;
+mod root;
+mod sources;
 
 pub use annotations::Phase;
 pub use caps::ALLOWED_CAPS;
 pub use config::ConfigError;
 pub use env::{kept_name, secret_name, secret_value_kind};
+pub use host::{FileId, HostFs, NoHostFs, RealHostFs};
 pub use input::{InputError, MAX_DEPTH, MAX_INPUT_BYTES};
 pub use linux::{MASKED_PATHS, READONLY_PATHS, SAFE_SYSCTLS};
 pub use paths::{BUILTIN_MANAGED_ROOTS, BUILTIN_SOCKETS};
-pub use report::{Change, Decision, Report};
+pub use report::{Change, Decision, PodRole, Report};
+pub use resolve::MAX_SYMLINKS;
 
+use annotations::SetupAllowed;
 use glob::NameGlob;
 use paths::PathPattern;
 use report::{Recorder, Refusal};
@@ -104,8 +112,9 @@ pub struct Policy {
     pub(crate) managed_roots: Vec<String>,
     pub(crate) env_strip: Vec<NameGlob>,
     pub(crate) env_allow: Vec<NameGlob>,
-    pub(crate) setup_containers: bool,
+    pub(crate) setup_containers: SetupAllowed,
     pub(crate) kata_allow: Vec<String>,
+    pub(crate) gvisor_allow: Vec<String>,
     pub(crate) sa_allow_agent: Option<bool>,
 }
 
@@ -123,8 +132,12 @@ impl Policy {
                 .collect(),
             env_strip: Vec::new(),
             env_allow: Vec::new(),
-            setup_containers: true,
+            setup_containers: match p {
+                Profile::Standard => SetupAllowed::Any,
+                Profile::Sensitive => SetupAllowed::Names(Vec::new()),
+            },
             kata_allow: Vec::new(),
+            gvisor_allow: Vec::new(),
             sa_allow_agent: None,
         }
     }
@@ -147,97 +160,137 @@ impl Policy {
     }
 }
 
-/// Host lookups, behind a seam so tests need no real files.
-pub trait HostFs: Send + Sync {
-    /// canonical path of `path` on the host with symlinks resolved, None if it does not exist
-    fn canonicalize(&self, path: &str) -> Option<String>;
-    /// true if `path` exists on the host and is a unix socket
-    fn is_socket(&self, path: &str) -> bool;
-}
-
-/// The real host filesystem.
+/// What the caller knows about where a spec comes from.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct RealHostFs;
+#[non_exhaustive]
+pub struct ApplyContext<'a> {
+    /// The bundle folder containerd created for the container (absolute).
+    /// Without it only a relative `root.path` of `rootfs` is accepted.
+    pub bundle: Option<&'a Path>,
+    /// The host pid the runtime reported for the pod's sandbox container.
+    /// containerd points an app container's shared namespaces at
+    /// `/proc/<this pid>/ns/*`; under gVisor (ptrace) or Kata that process may
+    /// itself live in host namespaces, and the runtime does not join those
+    /// paths from the host, so they are exempt from the device/inode
+    /// comparison (the lexical checks still apply).
+    pub sandbox_pid: Option<u32>,
+}
 
-impl HostFs for RealHostFs {
-    fn canonicalize(&self, path: &str) -> Option<String> {
-        std::fs::canonicalize(path)
-            .ok()
-            .and_then(|p| p.to_str().map(str::to_string))
+impl<'a> ApplyContext<'a> {
+    /// A context naming the container's bundle folder.
+    pub fn with_bundle(bundle: &'a Path) -> Self {
+        ApplyContext {
+            bundle: Some(bundle),
+            sandbox_pid: None,
+        }
     }
 
-    fn is_socket(&self, path: &str) -> bool {
-        use std::os::unix::fs::FileTypeExt;
-        std::fs::metadata(path)
-            .map(|m| m.file_type().is_socket())
-            .unwrap_or(false)
+    /// The same context with the pod's sandbox pid.
+    pub fn sandbox_pid(mut self, pid: Option<u32>) -> Self {
+        self.sandbox_pid = pid;
+        self
     }
 }
 
-/// A host where nothing exists: pure lexical checks.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NoHostFs;
-
-impl HostFs for NoHostFs {
-    fn canonicalize(&self, _path: &str) -> Option<String> {
-        None
-    }
-    fn is_socket(&self, _path: &str) -> bool {
-        false
-    }
-}
-
-fn make_report(
+/// Who the container is, for the report: profile, phase, kind, name.
+struct Who {
     profile: Profile,
     phase: Phase,
-    reason: Option<String>,
-    changes: Vec<Change>,
-) -> Report {
-    Report {
-        decision: if reason.is_some() {
-            "rejected"
-        } else {
-            "allowed"
+    sandbox: bool,
+    container: Option<String>,
+}
+
+impl Who {
+    /// Before the annotations could be read: the node profile, agent phase.
+    fn node(policy: &Policy, ann: Option<&Map<String, Value>>) -> Who {
+        let (sandbox, container) = ann.map(annotations::identity).unwrap_or_default();
+        Who {
+            profile: policy.profile,
+            phase: Phase::Agent,
+            sandbox,
+            container,
         }
-        .to_string(),
-        profile: profile.to_string(),
-        reason,
-        phase: phase.as_str().to_string(),
-        changes,
+    }
+
+    fn of(eff: &annotations::Effective) -> Who {
+        Who {
+            profile: eff.profile,
+            phase: eff.phase,
+            sandbox: eff.sandbox,
+            container: eff.container.clone(),
+        }
+    }
+
+    fn report(self, reason: Option<String>, changes: Vec<Change>) -> Report {
+        Report {
+            decision: if reason.is_some() {
+                "rejected"
+            } else {
+                "allowed"
+            }
+            .to_string(),
+            profile: self.profile.to_string(),
+            reason,
+            phase: self.phase.as_str().to_string(),
+            kind: if self.sandbox { "sandbox" } else { "container" }.to_string(),
+            container: self.container,
+            changes,
+        }
     }
 }
 
-fn rejected(profile: Profile, phase: Phase, mut rec: Recorder, r: Refusal) -> Decision {
+fn rejected(who: Who, mut rec: Recorder, r: Refusal) -> Decision {
     tracing::info!(rule = r.rule, target = %r.target, "policy refused the container");
     rec.push(r.rule, r.target, "rejected");
     Decision::Rejected {
         reason: r.reason.clone(),
-        report: make_report(profile, phase, Some(r.reason), rec.changes),
+        report: who.report(Some(r.reason), rec.changes),
     }
 }
 
-/// Rewrite a full OCI runtime spec (config.json bytes). Err only for malformed input.
+/// Rewrite a full OCI runtime spec (config.json bytes) with no bundle known
+/// (see [`apply_with`]). Err only for malformed input.
 pub fn apply(policy: &Policy, spec: &[u8], host: &dyn HostFs) -> Result<Decision, InputError> {
-    let v = input::parse(spec)?;
-    input::validate_spec(&v)?;
-    Ok(run_spec(policy, v, host))
+    apply_with(policy, spec, host, &ApplyContext::default())
 }
 
-/// Same on an already-parsed value. A value that fails the input checks (types,
-/// depth, NUL bytes) is rejected with a `malformed spec: …` reason.
+/// Rewrite a full OCI runtime spec (config.json bytes) read from the bundle
+/// in `ctx`. Err only for malformed input.
+pub fn apply_with(
+    policy: &Policy,
+    spec: &[u8],
+    host: &dyn HostFs,
+    ctx: &ApplyContext<'_>,
+) -> Result<Decision, InputError> {
+    let v = input::parse(spec)?;
+    input::validate_spec(&v)?;
+    Ok(run_spec(policy, v, host, ctx))
+}
+
+/// Same as [`apply`] on an already-parsed value. A value that fails the input
+/// checks (types, depth, NUL bytes) is rejected with a `malformed spec: …` reason.
 pub fn apply_value(policy: &Policy, spec: Value, host: &dyn HostFs) -> Decision {
+    apply_value_with(policy, spec, host, &ApplyContext::default())
+}
+
+/// Same as [`apply_with`] on an already-parsed value.
+pub fn apply_value_with(
+    policy: &Policy,
+    spec: Value,
+    host: &dyn HostFs,
+    ctx: &ApplyContext<'_>,
+) -> Decision {
     if let Err(e) = input::check_tree(&spec).and_then(|_| input::validate_spec(&spec)) {
         return rejected(
-            policy.profile,
-            Phase::Agent,
+            Who::node(policy, None),
             Recorder::default(),
             Refusal::new("input.malformed", "spec", format!("malformed spec: {e}")),
         );
     }
-    run_spec(policy, spec, host)
+    run_spec(policy, spec, host, ctx)
 }
 
-fn run_spec(policy: &Policy, mut spec: Value, host: &dyn HostFs) -> Decision {
+fn run_spec(policy: &Policy, mut spec: Value, host: &dyn HostFs, ctx: &ApplyContext) -> Decision {
     let mut rec = Recorder::default();
     let Value::Object(root) = &mut spec else {
         unreachable!("validate_spec checked the root is an object")
@@ -245,16 +298,21 @@ fn run_spec(policy: &Policy, mut spec: Value, host: &dyn HostFs) -> Decision {
     let eff =
         match annotations::effective(policy, root.get("annotations").and_then(Value::as_object)) {
             Ok(e) => e,
-            Err(r) => return rejected(policy.profile, Phase::Agent, rec, r),
+            Err(r) => {
+                let ann = root.get("annotations").and_then(Value::as_object);
+                return rejected(Who::node(policy, ann), rec, r);
+            }
         };
-    let (profile, phase) = (eff.profile, eff.phase);
 
-    if let Err(r) = namespaces::check(root) {
-        return rejected(profile, phase, rec, r);
+    if let Err(r) = root::check(root, ctx.bundle) {
+        return rejected(Who::of(&eff), rec, r);
+    }
+    if let Err(r) = namespaces::check(root, host, ctx.sandbox_pid) {
+        return rejected(Who::of(&eff), rec, r);
     }
     if let Some(Value::Object(p)) = root.get("process") {
         if let Err(r) = namespaces::check_cwd(p) {
-            return rejected(profile, phase, rec, r);
+            return rejected(Who::of(&eff), rec, r);
         }
     }
     annotations::strip_hooks(root, &mut rec);
@@ -268,14 +326,14 @@ fn run_spec(policy: &Policy, mut spec: Value, host: &dyn HostFs) -> Decision {
         linux::apply(l, &mut rec);
     }
     if let Err(r) = mounts::apply(policy, &eff, root, host, &mut rec) {
-        return rejected(profile, phase, rec, r);
+        return rejected(Who::of(&eff), rec, r);
     }
     if let Some(Value::Object(p)) = root.get_mut("process") {
         env::apply(policy, &eff, p, &mut rec);
     }
     Decision::Allowed {
         spec,
-        report: make_report(profile, phase, None, rec.changes),
+        report: Who::of(&eff).report(None, rec.changes),
     }
 }
 
@@ -292,19 +350,25 @@ pub fn apply_process(
     let mut rec = Recorder::default();
     let eff = match annotations::effective(policy, Some(container_annotations)) {
         Ok(e) => e,
-        Err(r) => return Ok(rejected(policy.profile, Phase::Agent, rec, r)),
+        Err(r) => {
+            return Ok(rejected(
+                Who::node(policy, Some(container_annotations)),
+                rec,
+                r,
+            ))
+        }
     };
     let Value::Object(p) = &mut v else {
         unreachable!("validate_process checked the process is an object")
     };
     if let Err(r) = namespaces::check_cwd(p) {
-        return Ok(rejected(eff.profile, eff.phase, rec, r));
+        return Ok(rejected(Who::of(&eff), rec, r));
     }
     caps::apply(p, &mut rec);
     env::apply(policy, &eff, p, &mut rec);
     Ok(Decision::Allowed {
         spec: v,
-        report: make_report(eff.profile, eff.phase, None, rec.changes),
+        report: Who::of(&eff).report(None, rec.changes),
     })
 }
 
@@ -364,14 +428,5 @@ mod tests {
         assert!(
             !apply_value(&Policy::from_profile(Profile::Standard), deep, &NoHostFs).is_allowed()
         );
-    }
-
-    #[test]
-    fn real_host_fs() {
-        let tmp = std::env::temp_dir();
-        let t = tmp.to_str().unwrap();
-        assert!(RealHostFs.canonicalize(t).is_some());
-        assert!(RealHostFs.canonicalize("/nonexistent/agentbox/x").is_none());
-        assert!(!RealHostFs.is_socket(t));
     }
 }

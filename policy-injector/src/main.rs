@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use agentbox_policy::{
-    apply, Decision, HostFs, NoHostFs, Policy, Profile, RealHostFs, Report, MAX_INPUT_BYTES,
+    apply_with, ApplyContext, Decision, HostFs, NoHostFs, Policy, Profile, RealHostFs, Report,
+    MAX_INPUT_BYTES,
 };
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -50,9 +51,18 @@ struct Common {
     /// Write the decision report as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
-    /// Do not look at the host filesystem (no symlink resolution, no socket checks).
+    /// Do not look at the host filesystem (no symlink resolution, no socket or
+    /// namespace checks on the host).
     #[arg(long)]
     no_host: bool,
+    /// The container's bundle folder: an absolute root.path must be DIR/rootfs
+    /// (without it only the relative "rootfs" is accepted).
+    #[arg(long, value_name = "DIR")]
+    bundle: Option<PathBuf>,
+    /// Host pid of the pod's sandbox container: an app container's
+    /// /proc/PID/ns/* paths are then the pod's own (not compared with the host's).
+    #[arg(long, value_name = "PID")]
+    sandbox_pid: Option<u32>,
     /// Pretty-print the rewritten spec.
     #[arg(long)]
     pretty: bool,
@@ -139,7 +149,19 @@ fn run(cli: Cli) -> Result<Outcome> {
     let policy = load_policy(&c)?;
     let bytes = read_spec(&c.spec)?;
     let host: &dyn HostFs = if c.no_host { &NoHostFs } else { &RealHostFs };
-    let decision = apply(&policy, &bytes, host)
+    let bundle = match &c.bundle {
+        Some(b) => Some(
+            std::path::absolute(b)
+                .with_context(|| format!("cannot make the bundle path {} absolute", b.display()))?,
+        ),
+        None => None,
+    };
+    let ctx = match &bundle {
+        Some(b) => ApplyContext::with_bundle(b),
+        None => ApplyContext::default(),
+    }
+    .sandbox_pid(c.sandbox_pid);
+    let decision = apply_with(&policy, &bytes, host, &ctx)
         .with_context(|| format!("cannot apply the policy to {}", c.spec.display()))?;
     if let Some(r) = &c.report {
         write_report(r, decision.report())?;

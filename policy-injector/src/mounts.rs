@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 use crate::annotations::{Effective, Phase};
 use crate::paths::{alias, is_under, lexical_forms, normalize, parts, SERVICEACCOUNT_DESTS};
 use crate::report::{Recorder, Refusal};
+use crate::sources::Source;
 use crate::{HostFs, Inject, Policy, Profile};
 
 /// Mount types that are not host mounts (their source names nothing on the host).
@@ -78,6 +79,18 @@ enum Fate {
     Drop(&'static str),
 }
 
+fn src_of(m: &Map<String, Value>) -> &str {
+    m.get("source").and_then(Value::as_str).unwrap_or("")
+}
+
+fn ro_dest(policy: &Policy, eff: &Effective, dnorm: &str) -> bool {
+    policy
+        .readonly
+        .iter()
+        .chain(eff.readonly.iter())
+        .any(|r| is_under(dnorm, r))
+}
+
 pub(crate) fn apply(
     policy: &Policy,
     eff: &Effective,
@@ -104,7 +117,32 @@ pub(crate) fn apply(
     let mut out: Vec<Value> = Vec::with_capacity(old.len() + policy.inject.len());
     let mut injected_seen = vec![false; policy.inject.len()];
 
-    for mut mv in old {
+    // Sources of the binds at read-only destinations: read-only follows them.
+    let mut cache: Vec<Option<Source>> = Vec::new();
+    let mut ro_sources: Vec<Source> = Vec::new();
+    if !policy.readonly.is_empty() || !eff.readonly.is_empty() {
+        cache.resize(old.len(), None);
+        for (i, mv) in old.iter().enumerate() {
+            let Some(m) = mv.as_object() else { continue };
+            let dnorm = dest_norm(m.get("destination").and_then(Value::as_str).unwrap_or(""));
+            let src = src_of(m);
+            if !is_bind(m)
+                || !src.starts_with('/')
+                || policy.inject.iter().any(|i| i.dest_norm == dnorm)
+            {
+                continue;
+            }
+            // an unresolvable source refuses the container below
+            if let Ok(s) = Source::new(src, host) {
+                if ro_dest(policy, eff, &dnorm) {
+                    ro_sources.push(s.clone());
+                }
+                cache[i] = Some(s);
+            }
+        }
+    }
+
+    for (i, mut mv) in old.into_iter().enumerate() {
         let Value::Object(m) = &mut mv else {
             out.push(mv);
             continue;
@@ -131,24 +169,28 @@ pub(crate) fn apply(
             continue;
         }
 
-        let fate = mount_fate(policy, sensitive, sa_allowed, m, &dest, &dnorm, host)?;
+        let cached = cache.get_mut(i).and_then(Option::take);
+        let (fate, source) = mount_fate(
+            policy, sensitive, sa_allowed, m, &dest, &dnorm, host, cached,
+        )?;
         if let Fate::Drop(rule) = fate {
             rec.push(rule, dest.as_str(), "removed");
             continue;
         }
 
         // Read-only forcing, first matching rule reported.
-        if !sensitive && is_bind(m) && !managed_mount(policy, m, host) && force_ro(m) {
-            rec.push("mounts.unmanaged-host", dest.as_str(), "forced-readonly");
+        if let Some(src) = &source {
+            if !sensitive && !src.managed(&policy.managed_roots) && force_ro(m) {
+                rec.push("mounts.unmanaged-host", dest.as_str(), "forced-readonly");
+            }
         }
-        if policy
-            .readonly
-            .iter()
-            .chain(eff.readonly.iter())
-            .any(|r| is_under(&dnorm, r))
-            && force_ro(m)
-        {
+        if ro_dest(policy, eff, &dnorm) && force_ro(m) {
             rec.push("mounts.readonly", dest.as_str(), "forced-readonly");
+        }
+        if let Some(src) = &source {
+            if ro_sources.iter().any(|r| r.overlaps(src)) && force_ro(m) {
+                rec.push("mounts.readonly-source", dest.as_str(), "forced-readonly");
+            }
         }
         if is_under(&dnorm, "/sys") && force_ro(m) {
             rec.push("mounts.sys-readonly", dest.as_str(), "forced-readonly");
@@ -167,30 +209,26 @@ pub(crate) fn apply(
     Ok(())
 }
 
-/// The source forms to check: lexical forms, plus the host's canonical path.
-fn source_forms(src: &str, host: &dyn HostFs) -> (Vec<String>, Option<String>) {
-    let forms = lexical_forms(src);
-    let canon = host
-        .canonicalize(src)
-        .and_then(|c| normalize(&c))
-        .map(|c| alias(&c));
-    (forms, canon)
+fn reaches_socket(policy: &Policy, path: &str) -> bool {
+    let p = parts(path);
+    policy.sockets.iter().any(|s| s.reaches_parts(&p))
 }
 
-fn managed(policy: &Policy, forms: &[String], canon: &Option<String>) -> bool {
-    let under = |p: &str| policy.managed_roots.iter().any(|r| is_under(p, r));
-    match canon {
-        Some(c) => under(c),
-        None => !forms.is_empty() && forms.iter().all(|f| under(f)),
+/// The rule that drops a bind exposing one of `forms`: host `/proc`, host
+/// `/dev`, a runtime socket (or a folder above or below one).
+fn drop_rule(policy: &Policy, forms: &[String]) -> Option<&'static str> {
+    if forms.iter().any(|f| is_under(f, "/proc")) {
+        Some("mounts.host-proc")
+    } else if forms.iter().any(|f| is_under(f, "/dev")) {
+        Some("mounts.host-device")
+    } else if forms.iter().any(|f| reaches_socket(policy, f)) {
+        Some("mounts.runtime-socket")
+    } else {
+        None
     }
 }
 
-fn managed_mount(policy: &Policy, m: &Map<String, Value>, host: &dyn HostFs) -> bool {
-    let src = m.get("source").and_then(Value::as_str).unwrap_or("");
-    let (forms, canon) = source_forms(src, host);
-    managed(policy, &forms, &canon)
-}
-
+/// What happens to one mount; for a kept host bind, its [`Source`].
 #[allow(clippy::too_many_arguments)]
 fn mount_fate(
     policy: &Policy,
@@ -200,23 +238,24 @@ fn mount_fate(
     dest: &str,
     dnorm: &str,
     host: &dyn HostFs,
-) -> Result<Fate, Refusal> {
+    cached: Option<Source>,
+) -> Result<(Fate, Option<Source>), Refusal> {
     let dalias = alias(dnorm);
     let dparts = parts(&dalias);
     if policy.sockets.iter().any(|s| s.is_exactly_parts(&dparts)) {
-        return Ok(Fate::Drop("mounts.socket-destination"));
+        return Ok((Fate::Drop("mounts.socket-destination"), None));
     }
     if !sa_allowed
         && SERVICEACCOUNT_DESTS
             .iter()
             .any(|sa| is_under(dnorm, sa) || is_under(&dalias, sa))
     {
-        return Ok(Fate::Drop("mounts.serviceaccount"));
+        return Ok((Fate::Drop("mounts.serviceaccount"), None));
     }
     let ty = m.get("type").and_then(Value::as_str).unwrap_or("");
     if !is_bind(m) {
         if ty.is_empty() || ty == "none" || PSEUDO_FS.contains(&ty) {
-            return Ok(Fate::Keep);
+            return Ok((Fate::Keep, None));
         }
         return Err(Refusal::new(
             "mounts.fs-type",
@@ -224,28 +263,44 @@ fn mount_fate(
             format!("a {ty:?} filesystem mount at {dest} is not allowed (only binds and pseudo filesystems)"),
         ));
     }
-    let src = m.get("source").and_then(Value::as_str).unwrap_or("");
+    let src = src_of(m);
     if !src.starts_with('/') {
-        return Ok(Fate::Drop("mounts.relative-source"));
+        return Ok((Fate::Drop("mounts.relative-source"), None));
     }
-    let (forms, canon) = source_forms(src, host);
-    let all = forms.iter().chain(canon.iter());
-    if all.clone().any(|f| is_under(f, "/proc")) {
-        return Ok(Fate::Drop("mounts.host-proc"));
+    // Lexical forms first (no host lookup needed), then the symlink chain:
+    // every place it passes, even when its end does not exist yet.
+    let (lexical, cached) = match cached {
+        Some(s) => (None, Some(s)),
+        None => (Some(lexical_forms(src)), None),
+    };
+    let forms = lexical
+        .as_deref()
+        .or(cached.as_ref().map(|s| s.lexical.as_slice()))
+        .unwrap_or_default();
+    if let Some(rule) = drop_rule(policy, forms) {
+        return Ok((Fate::Drop(rule), None));
     }
-    if all.clone().any(|f| is_under(f, "/dev")) {
-        return Ok(Fate::Drop("mounts.host-device"));
+    let source = match (cached, lexical) {
+        (Some(s), _) => s,
+        (None, lexical) => {
+            Source::with_lexical(lexical.unwrap_or_default(), src, host).map_err(|e| {
+                Refusal::new(
+                    "mounts.symlink-chain",
+                    dest,
+                    format!("cannot resolve the source {src:?} of the bind at {dest}: {e}"),
+                )
+            })?
+        }
+    };
+    if !source.chain.is_empty() {
+        if let Some(rule) = drop_rule(policy, &source.chain) {
+            return Ok((Fate::Drop(rule), None));
+        }
     }
-    if all.clone().any(|f| {
-        let p = parts(f);
-        policy.sockets.iter().any(|s| s.reaches_parts(&p))
-    }) {
-        return Ok(Fate::Drop("mounts.runtime-socket"));
+    if sensitive && (host.is_socket(src) || source.all().any(|f| looks_like_socket(f))) {
+        return Ok((Fate::Drop("mounts.host-socket"), None));
     }
-    if sensitive && (host.is_socket(src) || all.clone().any(|f| looks_like_socket(f))) {
-        return Ok(Fate::Drop("mounts.host-socket"));
-    }
-    if sensitive && !managed(policy, &forms, &canon) {
+    if sensitive && !source.managed(&policy.managed_roots) {
         return Err(Refusal::new(
             "mounts.unmanaged-host",
             dest,
@@ -254,5 +309,5 @@ fn mount_fate(
             ),
         ));
     }
-    Ok(Fate::Keep)
+    Ok((Fate::Keep, Some(source)))
 }

@@ -30,6 +30,23 @@ pub fn normalize(path: &str) -> Option<String> {
     Some(s)
 }
 
+/// [`normalize`] without allocating when `path` is already in normal form.
+pub fn normalize_cow(path: &str) -> Option<std::borrow::Cow<'_, str>> {
+    if !path.starts_with('/') {
+        return None;
+    }
+    let normal = path == "/"
+        || (!path.ends_with('/')
+            && path[1..]
+                .split('/')
+                .all(|c| !c.is_empty() && c != "." && c != ".."));
+    if normal {
+        Some(std::borrow::Cow::Borrowed(path))
+    } else {
+        normalize(path).map(std::borrow::Cow::Owned)
+    }
+}
+
 /// On every supported host `/var/run` is a symlink to `/run`: fold it so both
 /// spellings compare equal. Input must already be normalised.
 pub fn alias(norm: &str) -> String {
@@ -228,6 +245,23 @@ mod tests {
         assert_eq!(alias("/var/run/docker.sock"), "/run/docker.sock");
         assert_eq!(alias("/var/runx"), "/var/runx");
         assert_eq!(alias("/var/run"), "/run");
+    }
+
+    #[test]
+    fn normalize_without_allocating() {
+        for p in [
+            "/", "/a", "/a/b", "//a", "/a/", "/a/./b", "/a/../b", "/..", "/a//b", "rel",
+        ] {
+            assert_eq!(
+                normalize_cow(p).map(|c| c.into_owned()),
+                normalize(p),
+                "{p}"
+            );
+        }
+        assert!(matches!(
+            normalize_cow("/proc/1/ns/net"),
+            Some(std::borrow::Cow::Borrowed(_))
+        ));
     }
 
     #[test]

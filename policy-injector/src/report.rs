@@ -25,9 +25,49 @@ pub struct Report {
     pub reason: Option<String>,
     /// `agent` or `setup`.
     pub phase: String,
+    /// `sandbox` for the pod's sandbox (pause) container
+    /// (`io.kubernetes.cri.container-type: sandbox`), `container` otherwise.
+    #[serde(default = "container_kind")]
+    pub kind: String,
+    /// The container's name (`io.kubernetes.cri.container-name`) when
+    /// containerd gave one.
+    #[serde(default)]
+    pub container: Option<String>,
     /// Every change, in the order the rules ran. On a refusal: the changes made
     /// before it and a last entry with action `rejected` naming the rule.
     pub changes: Vec<Change>,
+}
+
+fn container_kind() -> String {
+    "container".to_string()
+}
+
+/// Where a container stands in its pod's setup → agent ordering, which the
+/// shim enforces: every [`PodRole::Setup`] container must have exited before
+/// any [`PodRole::Agent`] container of the pod starts, and no setup container
+/// may be created once an agent container has started. The sandbox container
+/// takes no part. The OCI spec does not say whether a container is a
+/// Kubernetes init container or a sidecar (`restartPolicy: Always`): a setup
+/// container that keeps running simply keeps the agent containers from
+/// starting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PodRole {
+    Sandbox,
+    Setup,
+    Agent,
+}
+
+impl Report {
+    /// This container's role in the setup → agent ordering.
+    pub fn pod_role(&self) -> PodRole {
+        if self.kind == "sandbox" {
+            PodRole::Sandbox
+        } else if self.phase == "setup" {
+            PodRole::Setup
+        } else {
+            PodRole::Agent
+        }
+    }
 }
 
 /// The outcome of applying a policy.

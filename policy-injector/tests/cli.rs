@@ -335,3 +335,70 @@ fn garbage_never_panics() {
         }
     }
 }
+
+#[test]
+fn bundle_option_checks_an_absolute_root() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = tmp.path().join("bundle");
+    std::fs::create_dir_all(bundle.join("rootfs")).unwrap();
+    let mut spec: Value =
+        serde_json::from_slice(&std::fs::read(fixture("cri-container.json")).unwrap()).unwrap();
+    spec["root"]["path"] = Value::String(bundle.join("rootfs").to_str().unwrap().to_string());
+    let path = tmp.path().join("config.json");
+    std::fs::write(&path, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let p = path.to_str().unwrap();
+    let b = bundle.to_str().unwrap();
+
+    let o = run(&["check", "--no-host", p]);
+    assert_eq!(code(&o), 2, "{}", s(&o.stderr));
+    assert!(s(&o.stderr).contains("root.path"), "{}", s(&o.stderr));
+    let o = run(&["check", "--no-host", "--bundle", b, p]);
+    assert_eq!(code(&o), 0, "{}", s(&o.stderr));
+    // relative --bundle is taken from the working directory
+    let o = Command::new(BIN)
+        .args(["check", "--no-host", "--bundle", "bundle", p])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", s(&o.stderr));
+    // another bundle's rootfs, and the host's /
+    let o = run(&["check", "--no-host", "--bundle", "/run/other", p]);
+    assert_eq!(code(&o), 2);
+    spec["root"]["path"] = Value::String("/".into());
+    std::fs::write(&path, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let o = run(&["apply", "--bundle", b, p]);
+    assert_eq!(code(&o), 2);
+    assert!(o.stdout.is_empty());
+    assert!(
+        s(&o.stderr).contains("is not the bundle's rootfs"),
+        "{}",
+        s(&o.stderr)
+    );
+}
+
+#[test]
+fn sandbox_pid_option_exempts_the_pods_own_namespaces() {
+    // a process in this host's namespaces stands in for a gVisor sandbox
+    let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = child.id().to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut spec: Value =
+        serde_json::from_slice(&std::fs::read(fixture("cri-container.json")).unwrap()).unwrap();
+    for n in spec["linux"]["namespaces"].as_array_mut().unwrap() {
+        if let Some(p) = n["path"].as_str() {
+            n["path"] = Value::String(p.replace("4242", &pid));
+        }
+    }
+    let path = tmp.path().join("config.json");
+    std::fs::write(&path, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let p = path.to_str().unwrap();
+    let without = run(&["check", p]);
+    let with = run(&["check", "--sandbox-pid", &pid, p]);
+    let other = run(&["check", "--sandbox-pid", "4242", p]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(code(&without), 2, "{}", s(&without.stderr));
+    assert!(s(&without.stderr).contains("host namespace"));
+    assert_eq!(code(&with), 0, "{}", s(&with.stderr));
+    assert_eq!(code(&other), 2);
+}

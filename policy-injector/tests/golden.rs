@@ -104,4 +104,16 @@ golden_tests! {
     cri_container_config: "cri-container", "config";
     privileged_sensitive: "privileged", "sensitive";
     unknown_fields: "unknown-fields", "standard";
+    // issue 7: security hardening
+    setup_phase_config: "setup-phase", "config";
+    setup_phase_standard: "setup-phase", "standard";
+    agent_phase_config: "agent-phase", "config";
+    cri_sandbox_config: "cri-sandbox", "config";
+    runtime_annotations_standard: "runtime-annotations", "standard";
+    runtime_annotations_config: "runtime-annotations", "config";
+    root_host_standard: "root-host", "standard";
+    root_host_sensitive: "root-host", "sensitive";
+    readonly_source_standard: "readonly-source", "standard";
+    readonly_source_sensitive: "readonly-source", "sensitive";
+    host_ns_indirect: "host-ns-indirect", "standard";
 }

@@ -83,6 +83,7 @@ fn path() -> impl Strategy<Value = String> {
         "user",
         "1000",
         "etc",
+        "work",
     ]);
     prop_oneof![
         prop::collection::vec(comps, 0..6).prop_map(|c| format!("/{}", c.join("/"))),
@@ -93,6 +94,9 @@ fn path() -> impl Strategy<Value = String> {
             "/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes/s/hostname",
             "/var/run/secrets/kubernetes.io/serviceaccount",
             "/srv/data",
+            "/work",
+            "/var/lib/kubelet/pods/u/volumes/kubernetes.io~empty-dir/w/sub",
+            "/var/lib/kubelet/pods/u/volume-subpaths/w/agent/0",
             "relative/path",
         ])
         .prop_map(str::to_string),
@@ -138,6 +142,11 @@ fn annotations() -> impl Strategy<Value = Map<String, Value>> {
         vec![
             ("dev.gvisor.flag.network", "host"),
             ("io.katacontainers.config.hypervisor.kernel_params", "x"),
+            ("io.katacontainers.config_path", "/tmp/k.toml"),
+            ("io.katacontainers.config.hypervisor.default_memory", "4096"),
+            ("dev.gvisor.spec.mount.w.source", "/"),
+            ("dev.gvisor.spec.cgroup-parent", "/x"),
+            ("DEV.GVISOR.FLAG.debug", "true"),
             ("io.kubernetes.cri.container-name", "agent"),
             ("io.kubernetes.cri.container-type", "container"),
             ("agentbox.dev/setup-containers", "agent"),
@@ -165,13 +174,14 @@ fn spec() -> impl Strategy<Value = Value> {
         prop::sample::select(vec!["/", "/work", "/proc/1", "/tmp", "/", "/work"]),
         prop::option::of(any::<bool>()),
         prop::collection::vec(("x-[a-z]{1,6}", any::<i64>()), 0..3),
+        prop::sample::select(vec!["rootfs", "rootfs", "rootfs", "./rootfs", "/", "rootfs/..", "/rootfs", "../x/rootfs"]),
     )
-        .prop_map(|(ns, env, mounts, (bset, amb), ann, cwd, nnp, extra)| {
+        .prop_map(|(ns, env, mounts, (bset, amb), ann, cwd, nnp, extra, rootp)| {
             let mut s = json!({
                 "ociVersion": "1.1.0",
                 "process": {"args": ["sh"], "cwd": cwd, "env": env,
                     "capabilities": {"bounding": bset, "effective": bset, "ambient": amb}},
-                "root": {"path": "rootfs"},
+                "root": {"path": rootp},
                 "mounts": mounts,
                 "annotations": ann,
                 "linux": {"namespaces": ns.iter().map(|t| json!({"type": t})).collect::<Vec<_>>(),
@@ -188,16 +198,62 @@ fn spec() -> impl Strategy<Value = Value> {
         })
 }
 
-fn policy() -> impl Strategy<Value = Policy> {
-    prop::sample::select(vec![Profile::Standard, Profile::Sensitive]).prop_map(Policy::from_profile)
+/// A node policy and what its `[phases]`/`[annotations]` allow.
+#[derive(Debug, Clone)]
+struct Node {
+    policy: Policy,
+    /// `None`: any name (standard profile only); else the allowed names.
+    setup: Option<Vec<&'static str>>,
+    allow: Vec<&'static str>,
+}
+
+const CONFIG: &str = "[mounts]\nreadonly = [\"/work\"]\n[phases]\nsetup_containers = [\"agent\"]\n[annotations]\nkata_allow = [\"io.katacontainers.config.hypervisor.default_memory\"]\ngvisor_allow = [\"dev.gvisor.spec.cgroup-parent\"]\n";
+
+fn policy() -> impl Strategy<Value = Node> {
+    prop::sample::select(vec![0, 1, 2, 3]).prop_map(|i| match i {
+        0 => Node {
+            policy: Policy::from_profile(Profile::Standard),
+            setup: None,
+            allow: vec![],
+        },
+        1 => Node {
+            policy: Policy::from_profile(Profile::Sensitive),
+            setup: Some(vec![]),
+            allow: vec![],
+        },
+        n => Node {
+            policy: Policy::from_toml_str(&format!(
+                "profile = \"{}\"\n{CONFIG}",
+                if n == 2 { "standard" } else { "sensitive" }
+            ))
+            .unwrap(),
+            setup: Some(vec!["agent"]),
+            allow: vec![
+                "io.katacontainers.config.hypervisor.default_memory",
+                "dev.gvisor.spec.cgroup-parent",
+            ],
+        },
+    })
+}
+
+fn is_bind(m: &Value) -> bool {
+    m["type"] == "bind"
+        || m["options"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|x| x == "bind" || x == "rbind"))
+}
+
+fn under(p: &str, root: &str) -> bool {
+    root == "/" || p == root || p.starts_with(&format!("{root}/"))
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
 
     #[test]
-    fn invariants(s in spec(), p in policy()) {
-        let d = apply_value(&p, s.clone(), &NoHostFs);
+    fn invariants(s in spec(), node in policy()) {
+        let p = &node.policy;
+        let d = apply_value(p, s.clone(), &NoHostFs);
         let report_text = serde_json::to_string(d.report()).unwrap();
         for v in SECRET_VALUES {
             prop_assert!(!report_text.contains(v), "report leaks a value");
@@ -228,9 +284,40 @@ proptest! {
         }
         prop_assert_eq!(&caps["ambient"], &json!([]));
         prop_assert_eq!(&out["process"]["noNewPrivileges"], &json!(true));
-        // no runtime-control annotation
+        // no runtime annotation the node does not list
         for k in out["annotations"].as_object().unwrap().keys() {
-            prop_assert!(!k.starts_with("dev.gvisor.flag.") && !k.starts_with("io.katacontainers.config."));
+            let l = k.to_ascii_lowercase();
+            if l.starts_with("dev.gvisor.") || l.starts_with("io.katacontainers.") {
+                prop_assert!(node.allow.contains(&k.as_str()), "{k} survived");
+            }
+        }
+        // setup phase only for a name the node allows
+        if report.phase == "setup" {
+            let me = s["annotations"]["io.kubernetes.cri.container-name"].as_str().unwrap();
+            match &node.setup {
+                None => prop_assert_eq!(report.profile.as_str(), "standard"),
+                Some(names) => prop_assert!(names.contains(&me)),
+            }
+        }
+        // the root is the bundle's rootfs
+        prop_assert_eq!(norm(&format!("/{}", out["root"]["path"].as_str().unwrap())), "/rootfs");
+        // read-only follows the source of every bind at a read-only destination
+        let mut ro_dests: Vec<String> = if node.allow.is_empty() { vec![] } else { vec!["/work".into()] };
+        if let Some(a) = s["annotations"]["agentbox.dev/readonly-mounts"].as_str() {
+            ro_dests.extend(a.split(',').map(norm));
+        }
+        let mounts = out["mounts"].as_array().unwrap();
+        let ro_srcs: Vec<String> = mounts
+            .iter()
+            .filter(|m| is_bind(m) && ro_dests.iter().any(|r| under(&norm(m["destination"].as_str().unwrap()), r)))
+            .map(|m| norm(m["source"].as_str().unwrap()))
+            .collect();
+        for m in mounts.iter().filter(|m| is_bind(m)) {
+            let src = norm(m["source"].as_str().unwrap());
+            if ro_srcs.iter().any(|r| under(&src, r) || under(r, &src)) {
+                let o = m["options"].as_array().unwrap();
+                prop_assert!(o.iter().any(|x| x == "ro") && !o.iter().any(|x| x == "rw"), "{m} writable");
+            }
         }
         // unknown fields preserved
         for (k, v) in s.as_object().unwrap() {
@@ -240,13 +327,14 @@ proptest! {
             }
         }
         prop_assert_eq!(&out["root"], &s["root"]);
+        prop_assert!(report.kind == "container" && report.container.as_deref() == s["annotations"]["io.kubernetes.cri.container-name"].as_str());
         // no mount onto a runtime socket path
         for m in out["mounts"].as_array().unwrap() {
             let d = norm(m["destination"].as_str().unwrap());
             prop_assert!(d != "/run/docker.sock" && d != "/run/containerd/containerd.sock", "{d}");
         }
         // idempotence
-        match apply_value(&p, out.clone(), &NoHostFs) {
+        match apply_value(p, out.clone(), &NoHostFs) {
             Decision::Allowed { spec: again, report } => {
                 prop_assert_eq!(&again, &out);
                 prop_assert!(report.changes.is_empty(), "second pass: {:?}", report.changes);
@@ -257,7 +345,7 @@ proptest! {
 
     #[test]
     fn exec_process_invariants(env in prop::collection::vec(env_entry(), 0..10), (bset, amb) in (caps(), caps()), setup in any::<bool>()) {
-        let p = Policy::from_profile(Profile::Sensitive);
+        let p = Policy::from_toml_str("[phases]\nsetup_containers = [\"agent\"]").unwrap();
         let mut ann = Map::new();
         ann.insert("io.kubernetes.cri.container-name".into(), json!("agent"));
         if setup {

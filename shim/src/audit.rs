@@ -80,6 +80,16 @@ impl AuditLog {
 
     /// Append one record: `{"time", "event", ...subject, ...fields}`.
     pub fn record(&self, event: &str, subject: &Subject, fields: Value) -> Result<(), AuditError> {
+        self.append(&Self::line(event, subject, fields))
+    }
+
+    /// Append several lines made by [`AuditLog::line`] in one write.
+    pub fn append_lines(&self, lines: &[u8]) -> Result<(), AuditError> {
+        self.append(lines)
+    }
+
+    /// One record as a line: `{"time", "event", ...subject, ...fields}\n`.
+    pub fn line(event: &str, subject: &Subject, fields: Value) -> Vec<u8> {
         let mut obj = Map::new();
         obj.insert("time".into(), Value::String(now_rfc3339()));
         obj.insert("event".into(), Value::String(event.to_string()));
@@ -91,7 +101,7 @@ impl AuditLog {
         }
         let mut line = serde_json::to_vec(&Value::Object(obj)).expect("json values serialize");
         line.push(b'\n');
-        self.append(&line)
+        line
     }
 
     fn append(&self, line: &[u8]) -> Result<(), AuditError> {

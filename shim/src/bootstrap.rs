@@ -274,6 +274,11 @@ pub fn delete(flags: &Flags) -> Result<()> {
         }
         let _ = audit.record("cleanup", &subject, fields);
         reply = result?;
+        // the dead daemon's socket (the bundle names it) would stay in
+        // /run/containerd/s forever
+        if let Ok(address) = std::fs::read_to_string(bundle.join("address")) {
+            remove_stale_socket(socket_path(address.trim()));
+        }
     }
     let reply = match reply {
         Some(bytes) => bytes,
@@ -287,6 +292,21 @@ pub fn delete(flags: &Flags) -> Result<()> {
     };
     std::io::stdout().write_all(&reply)?;
     Ok(())
+}
+
+/// Remove a unix socket nobody serves any more (connecting is refused); a
+/// socket a live daemon still serves is left alone.
+pub fn remove_stale_socket(path: &str) {
+    use std::os::unix::fs::FileTypeExt;
+    let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+    if !is_socket {
+        return;
+    }
+    if let Err(e) = std::os::unix::net::UnixStream::connect(path) {
+        if e.kind() == std::io::ErrorKind::ConnectionRefused {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// `-info`: describe the runtime.
@@ -356,6 +376,9 @@ pub async fn serve(flags: &Flags) -> Result<()> {
     tracing::info!(namespace = %flags.namespace, id = %flags.id, backend = ?cfg.runtime.backend, "agentbox daemon serving");
     pod.worked();
     pod.shutdown.notified().await;
+    // the sandbox is gone: the last activity records reach the audit log
+    let p = pod.clone();
+    let _ = tokio::task::spawn_blocking(move || p.close_activity()).await;
     // let the last reply reach containerd
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     let _ = std::fs::remove_file(socket_path(&flags.socket));
@@ -458,6 +481,24 @@ mod tests {
             ),
             "c1"
         );
+    }
+
+    #[test]
+    fn only_sockets_nobody_serves_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("live.sock");
+        let _listener = UnixListener::bind(&live).unwrap();
+        let dead = dir.path().join("dead.sock");
+        drop(UnixListener::bind(&dead).unwrap());
+        let plain = dir.path().join("file");
+        std::fs::write(&plain, "x").unwrap();
+        for p in [&live, &dead, &plain] {
+            remove_stale_socket(p.to_str().unwrap());
+        }
+        assert!(live.exists(), "a served socket was removed");
+        assert!(!dead.exists(), "a stale socket was kept");
+        assert!(plain.exists(), "a file that is no socket was removed");
+        remove_stale_socket("");
     }
 
     #[test]

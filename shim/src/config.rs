@@ -1,5 +1,5 @@
-//! The shim's own configuration: the `[runtime]`, `[audit]`, `[lifetime]` and
-//! `[network]` tables of the agentbox TOML file. The policy tables of the same
+//! The shim's own configuration: the `[runtime]`, `[audit]`, `[lifetime]`,
+//! `[activity]` and `[network]` tables of the agentbox TOML file. The policy tables of the same
 //! file are parsed by `agentbox-policy`; both parsers see the whole file and
 //! each ignores the other's tables, but within its own tables an unknown key is
 //! an error (a typo must not silently weaken a setting).
@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use agentbox_policy::Policy;
+pub use agentbox_activity::ActivityConfig;
+use agentbox_policy::{Policy, Profile};
 use serde::Deserialize;
 
 /// Default location of the config when containerd passes no `ConfigPath`.
@@ -131,6 +132,7 @@ struct ShimTables {
     runtime: RuntimeConfig,
     audit: AuditConfig,
     lifetime: LifetimeConfig,
+    activity: ActivityConfig,
     /// Egress settings (reserved for the egress issue); kept as-is.
     network: Option<toml::Value>,
 }
@@ -143,6 +145,8 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     pub audit: AuditConfig,
     pub lifetime: LifetimeConfig,
+    /// What the sandbox's processes did (gVisor runtime monitoring).
+    pub activity: ActivityConfig,
     pub network: Option<toml::Value>,
     pub policy: Policy,
 }
@@ -163,6 +167,7 @@ impl Config {
             runtime: tables.runtime,
             audit: tables.audit,
             lifetime: tables.lifetime,
+            activity: tables.activity,
             network: tables.network,
             policy,
         };
@@ -236,6 +241,30 @@ impl Config {
         }
         if !self.audit.path.is_absolute() {
             return Err(self.invalid("audit.path must be an absolute path"));
+        }
+        self.activity.validate().map_err(|m| self.invalid(m))?;
+        Ok(())
+    }
+
+    /// Whether the activity audit is on: `[activity] enabled`, else on under
+    /// the `sensitive` profile and off under `standard`.
+    pub fn activity_enabled(&self) -> bool {
+        self.activity
+            .is_enabled(self.policy.profile() == Profile::Sensitive)
+    }
+
+    /// Fail closed: the activity audit is on but this backend cannot provide it.
+    pub fn check_activity_backend(&self) -> Result<(), String> {
+        if self.runtime.backend == Backend::Shim && self.activity_enabled() {
+            let why = match self.sandbox_kind() {
+                SandboxKind::Kata => "Kata Containers have no equivalent of gVisor's runtime monitoring",
+                SandboxKind::Gvisor => "gVisor's own shim is configured by its runsc.toml, not by agentbox (see docs/activity.md)",
+                SandboxKind::None => "the delegate runs no sandbox agentbox can observe",
+            };
+            return Err(format!(
+                "agentbox config {}: the activity audit ([activity], on by default under the sensitive profile) needs runtime.backend = \"runsc\": {why}; set [activity] enabled = false to run this pod without it",
+                self.origin
+            ));
         }
         Ok(())
     }
@@ -320,6 +349,43 @@ mod tests {
             e.to_string().contains("docker") || e.to_string().contains("variant"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn activity_follows_the_profile_unless_set() {
+        let c = Config::from_toml_str("profile = \"sensitive\"\n", "t").unwrap();
+        assert!(c.activity_enabled());
+        let c = Config::from_toml_str("profile = \"standard\"\n", "t").unwrap();
+        assert!(!c.activity_enabled());
+        let c = Config::from_toml_str(
+            "profile = \"standard\"\n[activity]\nenabled = true\nkinds = [\"processes\"]\nignore_paths = [\"/proc\", \"/var/cache\"]\n",
+            "t",
+        )
+        .unwrap();
+        assert!(c.activity_enabled());
+        assert_eq!(c.activity.ignore_paths, ["/proc", "/var/cache"]);
+        let e = Config::from_toml_str("[activity]\nenabeld = true\n", "t").unwrap_err();
+        assert!(e.to_string().contains("enabeld"), "{e}");
+        let e = Config::from_toml_str("[activity]\nrate_per_second = 0\n", "t").unwrap_err();
+        assert!(e.to_string().contains("rate_per_second"), "{e}");
+    }
+
+    #[test]
+    fn the_delegate_fails_closed_when_activity_is_on() {
+        let kata = "[runtime]\nbackend = \"shim\"\nshim = \"containerd-shim-kata-v2\"\nsandbox = \"kata\"\n";
+        let c = Config::from_toml_str(&format!("profile = \"sensitive\"\n{kata}"), "t").unwrap();
+        let e = c.check_activity_backend().unwrap_err();
+        assert!(e.contains("Kata") && e.contains("enabled = false"), "{e}");
+        let c = Config::from_toml_str(
+            &format!("profile = \"sensitive\"\n{kata}[activity]\nenabled = false\n"),
+            "t",
+        )
+        .unwrap();
+        c.check_activity_backend().unwrap();
+        let c = Config::from_toml_str(&format!("profile = \"standard\"\n{kata}"), "t").unwrap();
+        c.check_activity_backend().unwrap();
+        let c = Config::from_toml_str("profile = \"sensitive\"\n", "t").unwrap();
+        c.check_activity_backend().unwrap();
     }
 
     #[test]

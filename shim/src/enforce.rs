@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use agentbox_policy::{Decision, Policy, RealHostFs, Report};
+use agentbox_policy::{ApplyContext, Decision, Policy, RealHostFs, Report};
 use serde_json::{json, Map, Value};
 
 use crate::audit::{AuditLog, Subject};
@@ -93,7 +93,11 @@ pub fn enforce_bundle(
         .and_then(|v| v.get("annotations").and_then(Value::as_object).cloned());
     let subject = Subject::from_annotations(namespace, id, raw_annotations.as_ref());
 
-    let decision = match agentbox_policy::apply(policy, &bytes, &RealHostFs) {
+    // The bundle lets the policy check that root.path is the bundle's rootfs;
+    // the sandbox pid, that an app container's /proc/<pid>/ns/* are the pod's.
+    let ctx = ApplyContext::with_bundle(bundle)
+        .sandbox_pid(sandbox_pid(bundle, raw_annotations.as_ref()));
+    let decision = match agentbox_policy::apply_with(policy, &bytes, &RealHostFs, &ctx) {
         Ok(d) => d,
         Err(e) => {
             let reason = e.to_string();
@@ -128,6 +132,23 @@ pub fn enforce_bundle(
             Ok(Enforced { spec, report })
         }
     }
+}
+
+/// For an app container of a CRI pod: the host pid the runtime reported for
+/// the pod's sandbox container, from `init.pid` in the sandbox's bundle (a
+/// sibling of this one; runsc's `--pid-file` and the runc shim write it).
+/// containerd derives the app container's shared namespace paths from it.
+fn sandbox_pid(bundle: &Path, annotations: Option<&Map<String, Value>>) -> Option<u32> {
+    let ann = annotations?;
+    if ann.get("io.kubernetes.cri.container-type")?.as_str()? != "container" {
+        return None;
+    }
+    let sid = ann.get("io.kubernetes.cri.sandbox-id")?.as_str()?;
+    if sid.is_empty() || sid == "." || sid == ".." || sid.contains('/') {
+        return None;
+    }
+    let file = bundle.parent()?.join(sid).join("init.pid");
+    std::fs::read_to_string(file).ok()?.trim().parse().ok()
 }
 
 fn merge(into: &mut Value, extra: &Value) {
@@ -277,6 +298,26 @@ pub fn redact_arg(arg: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sandbox_pid_from_the_sibling_bundle() {
+        let tmp = tempfile::tempdir().unwrap();
+        let app = tmp.path().join("app");
+        std::fs::create_dir_all(&app).unwrap();
+        std::fs::create_dir_all(tmp.path().join("sb")).unwrap();
+        std::fs::write(tmp.path().join("sb/init.pid"), "4242\n").unwrap();
+        let ann = |ty: &str, sid: &str| {
+            json!({"io.kubernetes.cri.container-type": ty, "io.kubernetes.cri.sandbox-id": sid})
+                .as_object()
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(sandbox_pid(&app, Some(&ann("container", "sb"))), Some(4242));
+        assert_eq!(sandbox_pid(&app, Some(&ann("sandbox", "sb"))), None);
+        assert_eq!(sandbox_pid(&app, Some(&ann("container", "../sb"))), None);
+        assert_eq!(sandbox_pid(&app, Some(&ann("container", "other"))), None);
+        assert_eq!(sandbox_pid(&app, None), None);
+    }
 
     #[test]
     fn redacts_secret_arguments() {

@@ -42,7 +42,7 @@ case "$sub" in
     sig="$last"; id=""; i=0; for a in "$@"; do i=$((i+1)); [ $i -eq $((n-1)) ] && id="$a"; done
     echo $((128 + sig)) > "$root/$id.exit";;
   ps) echo "[1]";;
-  events) echo '{"type":"stats","id":"x","data":{"pids":{"current":1}}}';;
+  events) echo '{"type":"stats","id":"x","data":{"pids":{"current":7},"memory":{"usage":{"usage":3145728}}}}';;
   delete) rm -f "$root/$last".*;;
   *) echo "unexpected $sub" >&2; exit 1;;
 esac
@@ -233,6 +233,11 @@ async fn lifecycle_through_the_task_api() {
         .await
         .unwrap();
     assert_eq!(stats.stats.type_url, "io.containerd.cgroups.v1.Metrics");
+    // the figures runsc reported (the fake's 7 pids, 3 MiB) reach containerd
+    let m: containerd_shim_protos::cgroups::metrics::Metrics =
+        containerd_shim_protos::protobuf::Message::parse_from_bytes(&stats.stats.value).unwrap();
+    assert_eq!(m.pids.current, 7);
+    assert_eq!(m.memory.usage.usage, 3 << 20);
 
     // Shutdown while a container is left keeps the daemon up
     e.client
@@ -492,4 +497,48 @@ async fn exec_gets_the_env_rules_and_is_audited() {
         .lock()
         .unwrap()
         .contains(&"/tasks/exec-added".to_string()));
+}
+
+/// Kill's `all` reaches runsc (`--all`: every process of the container), and
+/// the audit record carries the signal and `all` as asked.
+#[tokio::test]
+async fn kill_all_reaches_runsc_and_the_audit_log() {
+    let e = env().await;
+    let b = e.bundle("c1", true, &["PATH=/bin"]);
+    e.client
+        .create(ctx(), &e.create_req("c1", &b))
+        .await
+        .expect("create");
+    e.client
+        .start(
+            ctx(),
+            &StartRequest {
+                id: "c1".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("start");
+    e.client
+        .kill(
+            ctx(),
+            &KillRequest {
+                id: "c1".into(),
+                signal: 15,
+                all: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("kill");
+    assert!(e.calls().contains("kill --all c1 15"), "{}", e.calls());
+    let kills: Vec<_> = e
+        .audit()
+        .into_iter()
+        .filter(|r| r["event"] == "kill")
+        .collect();
+    assert_eq!(kills.len(), 1);
+    assert_eq!(kills[0]["signal"], 15);
+    assert_eq!(kills[0]["all"], true);
+    assert_eq!(kills[0]["container"], "agent");
 }

@@ -31,7 +31,7 @@ pub fn shim_dir() -> PathBuf {
 /// audit log and the rest in the containerd's temp dir. `extra` is appended.
 pub fn write_config(dir: &Path, name: &str, network: &str, extra: &str) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
-    let runsc_root = dir.join("ab-runsc");
+    let runsc_root = runsc_root(dir);
     let audit = dir.join("audit.jsonl");
     let mask = network == "sandbox";
     let text = format!(
@@ -91,6 +91,22 @@ impl Default for ConfigDir {
     }
 }
 
+/// The runsc state root `write_config` gives agentbox in `dir`.
+pub fn runsc_root(dir: &Path) -> PathBuf {
+    dir.join("ab-runsc")
+}
+
+/// Dropped after the containerd (declare it first): agentbox's runsc state
+/// lives here, and a container removed through containerd leaves none.
+impl Drop for ConfigDir {
+    fn drop(&mut self) {
+        let left = crate::leaks::runsc_state(&runsc_root(self.path()));
+        if !left.is_empty() && !std::thread::panicking() {
+            panic!("agentbox-e2e: runsc state left behind: {left:?}");
+        }
+    }
+}
+
 impl ConfigDir {
     pub fn new() -> ConfigDir {
         ConfigDir {
@@ -112,6 +128,31 @@ pub fn processes_mentioning(needle: &str) -> Vec<String> {
         .filter(|p| p.cmdline.join(" ").contains(needle))
         .map(|p| format!("{} {}", p.pid, p.cmdline.join(" ")))
         .collect()
+}
+
+/// Make a config written by `write_config` run runsc through a wrapper that
+/// logs every call's arguments; the log's path (one line per call).
+pub fn log_runsc_calls(config: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = config.parent().unwrap();
+    let log = dir.join("runsc-calls.log");
+    let wrapper = dir.join("runsc-logging");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {}\nexec /usr/bin/runsc \"$@\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let text = std::fs::read_to_string(config).unwrap().replace(
+        "runsc = \"/usr/bin/runsc\"",
+        &format!("runsc = \"{}\"", wrapper.display()),
+    );
+    assert!(text.contains("runsc-logging"), "not a write_config config");
+    std::fs::write(config, text).unwrap();
+    log
 }
 
 /// Switch a config written by `write_config` to the shim backend in front of

@@ -15,8 +15,8 @@ use crate::binaries::{Binaries, ContainerdVersion};
 use crate::config::{render_config, CniNetwork, ConfigInputs, RuntimeHandler};
 use crate::images::{busybox_image, pause_image, ImageTar, PAUSE_IMAGE};
 use crate::util::{
-    kill_pids, list_procs, pid_alive, require_bin, run_ok, run_timeout, sha256_hex, tail_file,
-    try_flock, unmount_all_under, with_descendants,
+    kill_pids, list_procs, pid_alive, require_bin, run_ok, run_timeout, tail_file, try_flock,
+    unmount_all_under, with_descendants,
 };
 
 /// Namespace ctr uses by default.
@@ -53,6 +53,10 @@ pub struct ContainerdOptions {
     pub runsc: PathBuf,
     /// Extra flags the runsc wrapper passes before the OCI command.
     pub runsc_flags: Vec<String>,
+    /// Lay the instance out like a node: the socket in `<dir>/run/containerd/`
+    /// and the config in `<dir>/etc/containerd/` (each folder mountable on its
+    /// own, as the node agent's DaemonSet mounts them).
+    pub node_layout: bool,
 }
 
 impl Default for ContainerdOptions {
@@ -68,6 +72,7 @@ impl Default for ContainerdOptions {
             env: vec![],
             runsc: PathBuf::from("/usr/bin/runsc"),
             runsc_flags: vec!["--platform=ptrace".into(), "--network=none".into()],
+            node_layout: false,
         }
     }
 }
@@ -84,6 +89,7 @@ impl ContainerdOptions {
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
+static ID_SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// A running private containerd. Dropping it tears everything down, also when a
 /// test panics (then the tail of containerd's log is printed first).
@@ -93,6 +99,7 @@ pub struct Containerd {
     version: ContainerdVersion,
     binaries: Binaries,
     address: PathBuf,
+    config_path: PathBuf,
     snapshotter: String,
     network: CniNetwork,
     _net_lock: fs::File,
@@ -100,6 +107,9 @@ pub struct Containerd {
     runsc_wrapper: PathBuf,
     cri_used: AtomicBool,
     pause_imported: AtomicBool,
+    /// What teardown found left behind (see `leaks`); Drop fails the test on it.
+    leaks: Vec<String>,
+    check_leaks: bool,
     /// Namespace `ctr()` uses.
     pub namespace: String,
 }
@@ -139,13 +149,21 @@ impl Containerd {
                 return Err(e);
             }
         };
-        let address = dir.join("containerd.sock");
+        let (address, config_path) = if opts.node_layout {
+            (
+                dir.join("run/containerd/containerd.sock"),
+                dir.join("etc/containerd/config.toml"),
+            )
+        } else {
+            (dir.join("containerd.sock"), dir.join("config.toml"))
+        };
         let mut me = Self {
             dir: dir.clone(),
             child: None,
             version,
             binaries: opts.binaries.clone(),
             address: address.clone(),
+            config_path,
             snapshotter: String::new(),
             network,
             _net_lock: lock,
@@ -153,6 +171,8 @@ impl Containerd {
             runsc_wrapper: dir.join("bin/runsc-wrapper"),
             cri_used: AtomicBool::new(false),
             pause_imported: AtomicBool::new(false),
+            leaks: vec![],
+            check_leaks: true,
             namespace: DEFAULT_NAMESPACE.into(),
         };
         // From here on, errors drop `me`, which cleans up.
@@ -176,6 +196,11 @@ impl Containerd {
             "opt",
         ] {
             fs::create_dir_all(d.join(sub))?;
+        }
+        for p in [&self.address, &self.config_path] {
+            if let Some(parent) = p.parent() {
+                fs::create_dir_all(parent)?;
+            }
         }
         self.snapshotter = if overlay_works(d) {
             "overlayfs".into()
@@ -337,7 +362,7 @@ impl Containerd {
         &self.address
     }
     pub fn config_path(&self) -> PathBuf {
-        self.dir.join("config.toml")
+        self.config_path.clone()
     }
     /// containerd's stdout+stderr.
     pub fn log_path(&self) -> PathBuf {
@@ -388,8 +413,26 @@ impl Containerd {
     /// sandbox id in the *abstract* unix namespace, shared by the whole host
     /// network namespace, so two concurrent runsc sandboxes with the same id
     /// collide ("creating control server socket …: address already in use").
+    /// The pid and a counter make it unique across runs too, so a sandbox a
+    /// killed run leaked cannot collide with the next run's.
     pub fn unique_id(&self, prefix: &str) -> String {
-        format!("{prefix}-{}", self.network.index)
+        let n = ID_SEQ.fetch_add(1, Ordering::SeqCst);
+        format!(
+            "{prefix}-{}-{:x}{n:x}",
+            self.network.index,
+            std::process::id()
+        )
+    }
+
+    /// What teardown found left behind so far (empty while running).
+    pub fn leaks(&self) -> &[String] {
+        &self.leaks
+    }
+
+    /// For a test that leaves things behind on purpose and checks them itself:
+    /// teardown still cleans up, but leftovers do not fail the test.
+    pub fn allow_leaks(&mut self) {
+        self.check_leaks = false;
     }
 
     /// cgroup parent for CRI pods of this instance (removed on drop).
@@ -608,35 +651,15 @@ impl Containerd {
         let _ = child.wait();
     }
 
-    fn kill_leftovers(&self) {
+    fn kill_leftovers(&self, sockets: &[PathBuf]) {
         let (pids, infos) = self.our_procs();
-        if pids.is_empty() {
-            return;
-        }
         kill_pids(&pids, Duration::from_secs(10));
-        // Shim sockets live in containerd's hard-coded /run/containerd/s/<sha256(address/ns/id)>;
-        // a killed shim cannot remove its own.
-        for p in infos {
-            if !p
-                .cmdline
-                .first()
-                .is_some_and(|c| c.contains("containerd-shim"))
-            {
-                continue;
-            }
-            let arg = |name: &str| {
-                p.cmdline
-                    .iter()
-                    .position(|a| a == name)
-                    .and_then(|i| p.cmdline.get(i + 1))
-                    .cloned()
-            };
-            if let (Some(ns), Some(id), Some(addr)) =
-                (arg("-namespace"), arg("-id"), arg("-address"))
-            {
-                let h = sha256_hex(format!("{addr}/{ns}/{id}").as_bytes());
-                let _ = fs::remove_file(format!("/run/containerd/s/{h}"));
-            }
+        // Shim sockets live in /run/containerd/s (containerd's hash-named ones,
+        // agentbox's `agentbox-<pod>` ones); a killed shim cannot remove its own.
+        let mut all: Vec<PathBuf> = infos.iter().filter_map(crate::leaks::shim_socket).collect();
+        all.extend(sockets.iter().cloned());
+        for s in all {
+            let _ = fs::remove_file(s);
         }
     }
 
@@ -681,13 +704,31 @@ impl Containerd {
         }
     }
 
-    /// Tears down now (also what Drop does). Safe to call twice.
+    /// Tears down now (also what Drop does). Safe to call twice. Workloads
+    /// are removed the way the kubelet and containerd remove them; what is
+    /// still there afterwards is recorded as a leak (`leaks()`, and Drop
+    /// fails the test) and then force-cleaned.
     pub fn shutdown(&mut self) {
-        if self.child.is_some() {
+        let running = self.child.is_some();
+        let sockets: Vec<PathBuf> = self
+            .our_procs()
+            .1
+            .iter()
+            .filter_map(crate::leaks::shim_socket)
+            .collect();
+        if running {
             self.graceful_stop_workloads();
         }
         self.stop_daemon();
-        self.kill_leftovers();
+        if running {
+            self.leaks = crate::leaks::after_teardown(
+                &self.dir,
+                self.cgroup_parent().trim_start_matches('/'),
+                &sockets,
+                Duration::from_secs(10),
+            );
+        }
+        self.kill_leftovers(&sockets);
         let left = unmount_all_under(&self.dir);
         if !left.is_empty() {
             eprintln!(
@@ -717,6 +758,12 @@ impl Drop for Containerd {
             );
         }
         self.shutdown();
+        if self.check_leaks && !self.leaks.is_empty() && !std::thread::panicking() {
+            panic!(
+                "agentbox-e2e: the test left behind (after its pods and tasks were removed):\n  {}",
+                self.leaks.join("\n  ")
+            );
+        }
     }
 }
 

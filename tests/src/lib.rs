@@ -8,15 +8,22 @@
 //!   `runsc-runc-shim`, or yours, e.g. `io.containerd.agentbox.v1` + `ConfigPath`).
 //! * [`images`]: a locally built busybox image and a static `pause` sandbox image.
 //! * [`Cri`]: a blocking CRI v1 client (RunPodSandbox, CreateContainer, ExecSync…).
+//! * [`leaks`]: what a test must not leave behind, checked at teardown.
 //!
 //! See tests/README.md.
 
 pub mod agentbox;
 pub mod binaries;
+pub mod chart;
 pub mod config;
 pub mod containerd;
 pub mod cri;
 pub mod images;
+pub mod kubelet;
+pub mod leaks;
+pub mod node;
+pub mod node_image;
+pub mod testhost;
 pub mod util;
 pub mod workload;
 
@@ -27,4 +34,4 @@ pub use containerd::{
 };
 pub use cri::{ContainerSpec, Cri, ExecResult, LogLine, Pod};
 pub use images::{BUSYBOX_IMAGE, PAUSE_IMAGE};
-pub use util::{is_root, skip_unless_root};
+pub use util::{is_root, skip, skip_unless_root, skips_forbidden, NO_SKIP_ENV};

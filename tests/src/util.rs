@@ -15,15 +15,36 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// For tests that need root: returns `true` (and prints a loud reason) when the
-/// test should be skipped because we are not root. Use as
+/// Set (to anything but `0`) to turn every skip into a failure; `.ci/run`
+/// sets it, so a CI run cannot pass by not running a test.
+pub const NO_SKIP_ENV: &str = "AGENTBOX_E2E_NO_SKIP";
+
+/// Whether skips are forbidden in this run.
+pub fn skips_forbidden() -> bool {
+    std::env::var_os(NO_SKIP_ENV).is_some_and(|v| v != "0")
+}
+
+/// Skip `test` for `reason`: returns `true` (and prints a loud reason), or
+/// panics when [`NO_SKIP_ENV`] forbids skipping. Use as
+/// `if skip("name", "why") { return; }`. libtest hides a passing test's
+/// stderr, so a skip is only visible with `--nocapture`: that is why CI
+/// forbids them rather than counting them.
+pub fn skip(test: &str, reason: &str) -> bool {
+    if skips_forbidden() {
+        panic!("{test} would be skipped ({reason}), and {NO_SKIP_ENV} forbids skipping");
+    }
+    eprintln!("SKIPPED {test}: {reason}");
+    true
+}
+
+/// For tests that need root: see [`skip`]. Use as
 /// `if skip_unless_root("name") { return; }`.
 pub fn skip_unless_root(test: &str) -> bool {
-    if is_root() {
-        return false;
-    }
-    eprintln!("SKIPPED {test}: needs root (private containerd, mounts, network namespaces)");
-    true
+    !is_root()
+        && skip(
+            test,
+            "needs root (private containerd, mounts, network namespaces)",
+        )
 }
 
 /// Panics with a clear message when `path` is not an executable file.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use agentbox_e2e::cri::v1::ContainerState;
 use agentbox_e2e::{
-    skip_unless_root, Binaries, ContainerSpec, Containerd, BUSYBOX_IMAGE, K8S_NAMESPACE,
+    skip, skip_unless_root, Binaries, ContainerSpec, Containerd, BUSYBOX_IMAGE, K8S_NAMESPACE,
 };
 use common::*;
 
@@ -123,6 +123,13 @@ fn pod_with_two_containers_under_one_gvisor_sandbox() {
             .unwrap()
             .iter()
             .any(|c| c["target"] == "GITHUB_TOKEN")));
+    // every record of the pod names it fully: namespace, pod, sandbox, profile
+    for r in &created {
+        assert_eq!(r["pod_namespace"], "team-a", "{r:#}");
+        assert_eq!(r["sandbox_id"], pod.id.as_str(), "{r:#}");
+        assert_eq!(r["profile"], "sensitive", "{r:#}");
+        assert_eq!(r["namespace"], K8S_NAMESPACE, "{r:#}");
+    }
 
     for id in [&ida, &idb] {
         cri.stop_container(id, Duration::from_secs(5))
@@ -281,11 +288,15 @@ fn refused_container_never_runs() {
         "a process runs for the refused container"
     );
     let recs = audit(cfg.path());
-    assert!(
-        recs.iter()
-            .any(|r| r["event"] == "reject" && r["container"] == "agent"),
-        "{recs:#?}"
-    );
+    let rejects: Vec<_> = recs
+        .iter()
+        .filter(|r| r["event"] == "reject" && r["container"] == "agent")
+        .collect();
+    assert_eq!(rejects.len(), 1, "{recs:#?}");
+    // the record says why, as the error did
+    let reason = rejects[0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("/data"), "{:#}", rejects[0]);
+    assert_eq!(rejects[0]["pod_namespace"], "team-d");
     let _ = cri.remove_container(&id);
     cri.stop_pod(&pod.id).expect("StopPodSandbox");
     cri.remove_pod(&pod.id).expect("RemovePodSandbox");
@@ -369,9 +380,12 @@ fn shim_backend_pod_phases_and_lifetime() {
             .any(|r| r["event"] == "lifetime" && r["container"] == "agent"),
         "{recs:#?}"
     );
-    assert!(recs
+    // the pod sandbox, the setup and the agent container: each went through
+    // the delegate, with no sandbox of its own
+    let creates: Vec<_> = recs.iter().filter(|r| r["event"] == "create").collect();
+    assert_eq!(creates.len(), 3, "{recs:#?}");
+    assert!(creates
         .iter()
-        .filter(|r| r["event"] == "create")
         .all(|r| r["sandbox"] == "none" && r["runtime"] == "shim"));
     for id in [&setup, &agent] {
         cri.remove_container(id).unwrap();
@@ -395,19 +409,28 @@ fn oom_killed_pod_is_reported_through_cri() {
     let pod = cri
         .run_pod("oom", "team-o", uid, AGENTBOX, &[])
         .expect("RunPodSandbox");
-    // the kubelet's pod-level limit: on the pod cgroup the sandbox lives under
-    let memcg = std::path::Path::new("/sys/fs/cgroup/memory")
-        .join(ctd.cgroup_parent().trim_start_matches('/'))
-        .join(format!("pod{uid}"));
-    if !memcg.join("memory.limit_in_bytes").exists() {
-        eprintln!(
-            "SKIPPED oom_killed_pod_is_reported_through_cri: no cgroup v1 memory controller at {}",
-            memcg.display()
+    // the kubelet's pod-level limit: on the pod cgroup the sandbox lives
+    // under, in the v1 memory hierarchy or the unified (v2) one
+    let rel =
+        std::path::Path::new(ctd.cgroup_parent().trim_start_matches('/')).join(format!("pod{uid}"));
+    let v1 = std::path::Path::new("/sys/fs/cgroup/memory").join(&rel);
+    let v2 = std::path::Path::new("/sys/fs/cgroup").join(&rel);
+    let limit = if v1.join("memory.limit_in_bytes").exists() {
+        v1.join("memory.limit_in_bytes")
+    } else if v2.join("memory.max").exists() {
+        v2.join("memory.max")
+    } else {
+        let why = format!(
+            "no memory controller at {} (v1) or {} (v2)",
+            v1.display(),
+            v2.display()
         );
-        return;
-    }
-    std::fs::write(memcg.join("memory.limit_in_bytes"), "262144000")
-        .expect("set the pod memory limit");
+        if skip("oom_killed_pod_is_reported_through_cri", &why) {
+            return;
+        }
+        unreachable!("skip returns true or panics");
+    };
+    std::fs::write(&limit, "262144000").expect("set the pod memory limit");
     let spec = ContainerSpec::new("hog", BUSYBOX_IMAGE).command([
         "sh",
         "-c",

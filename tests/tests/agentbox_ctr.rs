@@ -9,9 +9,11 @@ use std::process::Output;
 use agentbox_e2e::{skip_unless_root, Binaries, Containerd, BUSYBOX_IMAGE, DEFAULT_NAMESPACE};
 use common::*;
 
+/// Fields drop in order: the containerd (and its cleanup, which needs the
+/// runsc root and audit log in `cfg`) goes first.
 struct Setup {
-    cfg: ConfigDir,
     ctd: Containerd,
+    cfg: ConfigDir,
     config: String,
 }
 
@@ -179,6 +181,29 @@ fn ctr_run_net_host_is_refused() {
         return;
     }
     let s = setup("standard");
+    let calls = log_runsc_calls(std::path::Path::new(&s.config));
+    // the logging wrapper sees what agentbox asks of runsc: a container the
+    // policy admits is created...
+    let ok = s.ctd.unique_id("ab-admitted");
+    let o = s.ctd.ctr_run(
+        &[
+            "--runtime",
+            RUNTIME_TYPE,
+            "--runtime-config-path",
+            &s.config,
+        ],
+        BUSYBOX_IMAGE,
+        &ok,
+        &["true"],
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    let log = std::fs::read_to_string(&calls).unwrap_or_default();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(" create ") && l.ends_with(&ok)),
+        "{log}"
+    );
+    // ...and a refused one never reaches runsc at all
     let id = s.ctd.unique_id("ab-nethost");
     let o = s.ctd.ctr_run(
         &[
@@ -198,17 +223,59 @@ fn ctr_run_net_host_is_refused() {
         e.contains("agentbox policy refused") && e.contains("host network namespace"),
         "{e}"
     );
+    let log = std::fs::read_to_string(&calls).unwrap_or_default();
+    assert!(
+        !log.lines().any(|l| l.contains(&id)),
+        "runsc was asked about a refused container: {log}"
+    );
+    let recs = audit(s.cfg.path());
+    assert!(
+        recs.iter()
+            .any(|r| r["event"] == "reject" && r["container_id"] == id.as_str()),
+        "{recs:#?}"
+    );
+    let _ = s.ctd.ctr(&["containers", "rm", &id]);
+}
+
+/// `ctr run --rootfs /` (the host's `/` as the container root) is refused:
+/// the root must be the bundle's `rootfs`. No runsc process starts for it.
+#[test]
+fn ctr_run_host_rootfs_is_refused() {
+    if skip_unless_root("ctr_run_host_rootfs_is_refused") {
+        return;
+    }
+    let s = setup("standard");
+    let id = s.ctd.unique_id("ab-rootfs");
+    let o = s.ctd.ctr_run(
+        &[
+            "--runtime",
+            RUNTIME_TYPE,
+            "--runtime-config-path",
+            &s.config,
+            "--rootfs",
+        ],
+        "/",
+        &id,
+        &["true"],
+    );
+    assert!(!o.status.success(), "--rootfs / ran: {}", out(&o));
+    let e = err(&o);
+    assert!(
+        e.contains("agentbox policy refused")
+            && e.contains("root.path \"/\" is not the bundle's rootfs"),
+        "{e}"
+    );
     assert!(
         processes_mentioning(&id)
             .iter()
             .all(|p| !p.contains("runsc")),
         "runsc started"
     );
-    assert!(!s.cfg.path().join("ab-runsc/default").join(&id).exists());
     let recs = audit(s.cfg.path());
     assert!(
-        recs.iter()
-            .any(|r| r["event"] == "reject" && r["container_id"] == id.as_str()),
+        recs.iter().any(|r| r["event"] == "reject"
+            && r["container_id"] == id.as_str()
+            && r["report"]["changes"][0]["rule"] == "root.path"),
         "{recs:#?}"
     );
     let _ = s.ctd.ctr(&["containers", "rm", &id]);

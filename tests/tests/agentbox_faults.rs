@@ -35,12 +35,19 @@ fn killed_daemon_leaves_nothing_behind() {
         !pids_matching(&["runsc", &id]).is_empty(),
         "no runsc process for {id}"
     );
-    assert!(
-        runsc_root.join(&id).exists()
-            || std::fs::read_dir(&runsc_root)
-                .map(|d| d.count() > 0)
-                .unwrap_or(false)
-    );
+    let state_of_id = || {
+        agentbox_e2e::leaks::runsc_state(&runsc_root)
+            .into_iter()
+            .filter(|p| p.display().to_string().contains(&id))
+            .count()
+    };
+    assert!(state_of_id() > 0, "no runsc state for {id}");
+    let socket = agentbox_e2e::util::list_procs()
+        .into_iter()
+        .find(|p| p.pid == daemon[0])
+        .and_then(|p| agentbox_e2e::leaks::shim_socket(&p))
+        .expect("the daemon's socket");
+    assert!(socket.exists());
     let bundle = bundle_of(&ctd, DEFAULT_NAMESPACE, &id);
     assert!(
         !agentbox_e2e::util::mounts_under(&bundle).is_empty(),
@@ -72,17 +79,26 @@ fn killed_daemon_leaves_nothing_behind() {
         .output()
         .unwrap();
     assert!(
+        list.status.success(),
+        "runsc list: {}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    assert!(
         !String::from_utf8_lossy(&list.stdout)
             .lines()
             .any(|l| l.trim() == id),
         "runsc still knows {id}"
     );
+    assert_eq!(state_of_id(), 0, "runsc state of {id} left");
+    // the dead daemon's socket went with the cleanup
+    assert!(!socket.exists(), "{} left behind", socket.display());
     let recs = audit(cfg.path());
-    assert!(
-        recs.iter()
-            .any(|r| r["event"] == "cleanup" && r["container_id"] == id.as_str()),
-        "{recs:#?}"
-    );
+    let cleanups: Vec<_> = recs
+        .iter()
+        .filter(|r| r["event"] == "cleanup" && r["container_id"] == id.as_str())
+        .collect();
+    assert_eq!(cleanups.len(), 1, "{recs:#?}");
+    assert_eq!(cleanups[0]["result"], "cleaned", "{recs:#?}");
     // containerd lets the task and container go
     let _ = ctd.ctr(&["task", "rm", "-f", &id]);
     let o = ctd.ctr(&["containers", "rm", &id]);
@@ -247,6 +263,14 @@ fn killed_daemon_with_a_delegate_leaves_nothing_behind() {
         state.contains(&format!("\"delegate_pid\":{}", delegate[0])),
         "the delegate's pid is recorded: {state}"
     );
+    // both daemons' sockets, which must not outlive them
+    let sockets: Vec<_> = agentbox_e2e::util::list_procs()
+        .into_iter()
+        .filter(|p| p.pid == daemon[0] || p.pid == delegate[0])
+        .filter_map(|p| agentbox_e2e::leaks::shim_socket(&p))
+        .collect();
+    assert_eq!(sockets.len(), 2, "{sockets:?}");
+    assert!(sockets.iter().all(|s| s.exists()), "{sockets:?}");
 
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(daemon[0]),
@@ -265,10 +289,13 @@ fn killed_daemon_with_a_delegate_leaves_nothing_behind() {
         processes_mentioning(&id),
         ctd.log_tail(40)
     );
+    let left: Vec<_> = sockets.iter().filter(|s| s.exists()).collect();
+    assert!(left.is_empty(), "sockets left behind: {left:?}");
     let recs = audit(cfg.path());
     assert!(
-        recs.iter()
-            .any(|r| r["event"] == "cleanup" && r["container_id"] == id.as_str()),
+        recs.iter().any(|r| r["event"] == "cleanup"
+            && r["container_id"] == id.as_str()
+            && r["result"] == "cleaned"),
         "{recs:#?}"
     );
     let _ = ctd.ctr(&["task", "rm", "-f", &id]);

@@ -12,7 +12,7 @@ mod common;
 use std::time::Duration;
 
 use agentbox_e2e::{
-    skip_unless_root, Binaries, ContainerSpec, Containerd, BUSYBOX_IMAGE, DEFAULT_NAMESPACE,
+    skip, skip_unless_root, Binaries, ContainerSpec, Containerd, BUSYBOX_IMAGE, DEFAULT_NAMESPACE,
     K8S_NAMESPACE,
 };
 use common::*;
@@ -32,13 +32,12 @@ enum Backend {
     RuncShim,
 }
 
-fn case(suite: &str, backend: Backend) {
+fn case(suite: &str, (major, minor): (u32, u32), backend: Backend) {
     let name = format!("matrix {suite} {backend:?}");
     if skip_unless_root(&name) {
         return;
     }
-    if !suite_enabled(suite) {
-        eprintln!("SKIPPED {name}: AGENTBOX_E2E_SUITES excludes {suite}");
+    if !suite_enabled(suite) && skip(&name, &format!("AGENTBOX_E2E_SUITES excludes {suite}")) {
         return;
     }
     let binaries =
@@ -74,6 +73,13 @@ fn case(suite: &str, backend: Backend) {
         std::fs::write(&path, text).unwrap();
     }
     eprintln!("{name}: containerd {}", ctd.version());
+    // the suite serves the containerd this entry of the matrix stands for
+    let v = ctd.version();
+    assert_eq!(
+        (v.major, v.minor),
+        (major, minor),
+        "{name}: the {suite} suite served containerd {v}"
+    );
     let secret = format!("ghs_{}", "Q1w2E3r4T5y6U7i8O9p0A1s2D3f4G5h6J7k8");
 
     // ctr: the policy from inside, exit status, --net-host refused
@@ -184,25 +190,25 @@ fn case(suite: &str, backend: Backend) {
 
 #[test]
 fn containerd_1_6_runsc() {
-    case("bookworm", Backend::Runsc);
+    case("bookworm", (1, 6), Backend::Runsc);
 }
 #[test]
 fn containerd_1_6_shim_backend() {
-    case("bookworm", Backend::RuncShim);
+    case("bookworm", (1, 6), Backend::RuncShim);
 }
 #[test]
 fn containerd_1_7_runsc() {
-    case("trixie", Backend::Runsc);
+    case("trixie", (1, 7), Backend::Runsc);
 }
 #[test]
 fn containerd_1_7_shim_backend() {
-    case("trixie", Backend::RuncShim);
+    case("trixie", (1, 7), Backend::RuncShim);
 }
 #[test]
 fn containerd_2_1_runsc() {
-    case("sid", Backend::Runsc);
+    case("sid", (2, 1), Backend::Runsc);
 }
 #[test]
 fn containerd_2_1_shim_backend() {
-    case("sid", Backend::RuncShim);
+    case("sid", (2, 1), Backend::RuncShim);
 }

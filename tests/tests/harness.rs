@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use agentbox_e2e::{
-    skip_unless_root, Binaries, ContainerSpec, Containerd, ContainerdOptions, BUSYBOX_IMAGE,
+    skip, skip_unless_root, Binaries, ContainerSpec, Containerd, ContainerdOptions, BUSYBOX_IMAGE,
     DEFAULT_NAMESPACE, K8S_NAMESPACE, RUNC, RUNSC_RUNC_SHIM,
 };
 
@@ -347,6 +347,47 @@ fn teardown_after_panic_with_running_pod() {
     check_gone(&dir, &bridge);
 }
 
+/// Teardown reports what a test left behind: a process of the instance that
+/// outlives the removal of every pod and task fails the test (and is still
+/// cleaned up), as does runsc state left in an agentbox config dir.
+#[test]
+fn leaks_fail_the_test() {
+    if skip_unless_root("leaks_fail_the_test") {
+        return;
+    }
+    let ctd = Containerd::start_default().expect("start containerd");
+    let dir = ctd.dir().to_path_buf();
+    // a process of the instance's (its command line names the temp dir)
+    let mut stray = std::process::Command::new("sh")
+        .args(["-c", "sleep 120", &dir.display().to_string()])
+        .spawn()
+        .unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(ctd)));
+    let msg = r
+        .expect_err("a leaked process must fail the test")
+        .downcast::<String>()
+        .map(|s| *s)
+        .unwrap_or_default();
+    assert!(
+        msg.contains("left behind") && msg.contains(&format!("process {}", stray.id())),
+        "{msg}"
+    );
+    // and it was cleaned up all the same
+    let status = stray.wait().unwrap();
+    assert!(!status.success(), "the stray process was not ended");
+    assert!(!dir.exists(), "{} left behind", dir.display());
+
+    let cfg = agentbox_e2e::agentbox::ConfigDir::new();
+    let state = agentbox_e2e::agentbox::runsc_root(cfg.path()).join("default");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("c1_sandbox:c1.state"), "{}").unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(cfg)));
+    assert!(
+        r.is_err(),
+        "runsc state left in a config dir must fail the test"
+    );
+}
+
 /// containerd 1.7 (Debian 13's package, extracted by scripts/fetch-containerd.sh):
 /// ctr + runc, ctr + runsc, CRI pod on runc, CRI pod sandbox on runsc-runc-shim.
 #[test]
@@ -382,8 +423,7 @@ fn skip_other_suites(test: &str) -> bool {
     if std::env::var("AGENTBOX_E2E_SUITES")
         .is_ok_and(|s| s.split(',').all(|x| x.trim() == "bookworm"))
     {
-        eprintln!("SKIPPED {test}: AGENTBOX_E2E_SUITES limits the run to bookworm");
-        return true;
+        return skip(test, "AGENTBOX_E2E_SUITES limits the run to bookworm");
     }
     false
 }

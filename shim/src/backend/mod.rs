@@ -45,7 +45,9 @@ pub async fn build(
     match cfg.runtime.backend {
         Backend::Runsc => Ok(attach(&pod, Arc::new(runsc::RunscTask::new(pod.clone())))),
         Backend::Shim => {
-            let t = delegate::ForwardTask::new(pod.clone(), cfg, flags).await?;
+            // the daemon runs in the first container's bundle, as `start` did
+            let bundle = std::env::current_dir()?;
+            let t = delegate::ForwardTask::new(pod.clone(), cfg, flags, &bundle).await?;
             Ok(attach(&pod, Arc::new(t)))
         }
     }

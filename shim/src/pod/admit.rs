@@ -66,12 +66,14 @@ impl Pod {
         if let Some(o) = runtime.as_object_mut() {
             o.insert("config".into(), Value::String(cfg.origin.clone()));
         }
+        cfg.check_activity_backend()?;
         let audit = Arc::new(AuditLog::new(&cfg.audit.path));
         let enforced =
             enforce::enforce_bundle(&cfg.policy, &audit, bundle, &self.namespace, id, runtime)
                 .map_err(|e| e.to_string())?;
         let annotations = enforced.annotations();
         let subject = Subject::from_annotations(&self.namespace, id, Some(&annotations));
+        self.containers.insert(id, &subject);
         Ok(Admitted {
             id: id.to_string(),
             cfg,

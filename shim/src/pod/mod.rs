@@ -5,10 +5,12 @@
 //!
 //! Both backends go through it for what is not about running a process:
 //! admitting a container or an exec under the policy (`admit`), the bundle
-//! state that `delete` needs after a crash (`state`), and the pod's
-//! lifetime limit (`lifetime`). A backend reaches the pod through [`Pod`];
+//! state that `delete` needs after a crash (`state`), the pod's
+//! lifetime limit (`lifetime`), and the activity sink that records what the
+//! sandbox's processes did (`activity`). A backend reaches the pod through [`Pod`];
 //! the pod reaches the backend through [`crate::backend::Control`].
 
+pub mod activity;
 pub mod admit;
 pub mod lifetime;
 pub mod state;
@@ -42,6 +44,10 @@ pub struct Pod {
     pub trimmer: Option<crate::trim::Trimmer>,
     /// The backend, for what the pod decides about its containers (lifetime).
     control: OnceLock<Weak<dyn Control>>,
+    /// The pod's containers, for the activity records about them.
+    containers: Arc<activity::Containers>,
+    /// The activity sink, once the sandbox is created with one.
+    activity: std::sync::Mutex<Option<Arc<activity::ActivitySink>>>,
 }
 
 impl Pod {
@@ -60,6 +66,68 @@ impl Pod {
             shutdown: Arc::new(Notify::new()),
             trimmer,
             control: OnceLock::new(),
+            containers: Arc::default(),
+            activity: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Start the activity sink for the pod's sandbox, if the container's
+    /// config turns the activity audit on: the pod-init config for runsc.
+    /// Fail closed: an error means the sandbox must not be created.
+    pub fn start_activity(
+        &self,
+        c: &Admitted,
+        bundle: &Path,
+        socket_dir: &Path,
+    ) -> Result<Option<PathBuf>, String> {
+        if !c.cfg.activity_enabled() {
+            return Ok(None);
+        }
+        let sink = activity::ActivitySink::start(
+            &c.cfg.activity,
+            socket_dir,
+            bundle,
+            &c.id,
+            c.audit.clone(),
+            self.containers.clone(),
+            crate::audit::Subject {
+                container_id: String::new(),
+                container: None,
+                ..c.subject.clone()
+            },
+        )?;
+        let _ = c.audit.record(
+            "activity",
+            &c.subject,
+            serde_json::json!({"state": "on", "kinds": c.cfg.activity.kinds.iter().map(|k| format!("{k:?}").to_lowercase()).collect::<Vec<_>>()}),
+        );
+        let pod_init = sink.pod_init.clone();
+        *self.activity.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(sink));
+        Ok(Some(pod_init))
+    }
+
+    /// After the sandbox's create: it must have connected to the sink.
+    pub fn activity_connected(&self) -> Result<(), String> {
+        let sink = self
+            .activity
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match sink {
+            Some(s) => s.wait_connected(std::time::Duration::from_secs(5)),
+            None => Ok(()),
+        }
+    }
+
+    /// The sandbox is gone or the daemon exits: write what the sink holds.
+    pub fn close_activity(&self) {
+        let sink = self
+            .activity
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(s) = sink {
+            s.close(std::time::Duration::from_secs(3));
         }
     }
 

@@ -54,6 +54,7 @@ mod tests {
                 backend: BackendState::Delegate(delegate::CleanupState {
                     delegate: "/usr/bin/containerd-shim-runc-v2".into(),
                     delegate_pid: Some(42),
+                    delegate_address: Some("unix:///run/containerd/s/d".into()),
                 }),
             },
             BundleState {

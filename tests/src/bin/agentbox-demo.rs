@@ -40,7 +40,7 @@ fn run() -> Result<()> {
         "-----BEGIN CERTIFICATE-----\n(the company's proxy CA)\n-----END CERTIFICATE-----\n",
     )?;
     let extra = format!(
-        "profile = \"standard\"\n[mounts]\n{}\nreadonly = [\"/workspace\"]\ninject = [{{ source = \"{}\", destination = \"/etc/ssl/certs/agentbox-ca.pem\" }}]\n[lifetime]\nmax_seconds = 3600\n",
+        "profile = \"standard\"\n[mounts]\n{}\nreadonly = [\"/workspace\"]\ninject = [{{ source = \"{}\", destination = \"/etc/ssl/certs/agentbox-ca.pem\" }}]\n[lifetime]\nmax_seconds = 3600\n[activity]\nenabled = true\n",
         managed_roots(&ctd),
         ca.display()
     );
@@ -120,6 +120,9 @@ fn run() -> Result<()> {
     );
     for l in audit.lines() {
         let v: serde_json::Value = serde_json::from_str(l)?;
+        if v["source"] == "gvisor" {
+            continue; // what ran inside the sandbox: shown by agentbox-audit below
+        }
         let who = v["container"].as_str().unwrap_or("(pod sandbox)");
         let mut line = format!(
             "  {} {:<9} {:<14}",
@@ -162,6 +165,19 @@ fn run() -> Result<()> {
             line.push_str(&format!(" argv={a}"));
         }
         println!("{line}");
+    }
+    // what ran inside the sandbox, from gVisor's runtime monitoring
+    let (records, _) = agentbox_audit::load(audit.as_bytes())?;
+    let filter = agentbox_audit::Filter {
+        container: Some("agent".into()),
+        ..Default::default()
+    };
+    println!(
+        "\nagentbox-audit {} --container agent (the agent's processes, files, network):\n",
+        cfg.path().join("audit.jsonl").display()
+    );
+    for l in agentbox_audit::text::render(&agentbox_audit::build(&records, &filter)).lines() {
+        println!("  {l}");
     }
     drop(cri);
     drop(ctd);

@@ -16,6 +16,9 @@ pub struct CleanupState {
     /// The delegate daemon's pid.
     #[serde(default)]
     pub delegate_pid: Option<i32>,
+    /// The delegate daemon's socket, removed once it is gone.
+    #[serde(default)]
+    pub delegate_address: Option<String>,
 }
 
 impl CleanupState {
@@ -37,7 +40,13 @@ impl CleanupState {
             .output()
             .with_context(|| format!("cannot run {delegate} delete"))?;
         if let Some(pid) = self.delegate_pid {
-            kill_if_exe(pid, Path::new(delegate));
+            if kill_if_exe(pid, Path::new(delegate)) {
+                // a killed daemon cannot remove its socket
+                let _ = wait_gone(pid, std::time::Duration::from_secs(2));
+                if let Some(a) = &self.delegate_address {
+                    crate::bootstrap::remove_stale_socket(a.trim_start_matches("unix://"));
+                }
+            }
         }
         if !out.status.success() {
             bail!(
@@ -49,14 +58,31 @@ impl CleanupState {
     }
 }
 
-/// SIGKILL `pid` if it still runs `exe` (never a recycled pid's new owner).
-fn kill_if_exe(pid: i32, exe: &Path) {
+/// SIGKILL `pid` if it still runs `exe` (never a recycled pid's new owner);
+/// whether it was signalled.
+fn kill_if_exe(pid: i32, exe: &Path) -> bool {
     let running = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
     let want = std::fs::canonicalize(exe).unwrap_or_else(|_| exe.to_path_buf());
-    if pid > 1 && running.as_deref() == Some(want.as_path()) {
-        let _ = nix::sys::signal::kill(
+    pid > 1
+        && running.as_deref() == Some(want.as_path())
+        && nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
-        );
+        )
+        .is_ok()
+}
+
+/// Wait (bounded) until `pid` no longer runs; whether it is gone.
+fn wait_gone(pid: i32, limit: std::time::Duration) -> bool {
+    let end = std::time::Instant::now() + limit;
+    loop {
+        // a zombie still has /proc/PID, but its exe link is gone
+        if std::fs::read_link(format!("/proc/{pid}/exe")).is_err() {
+            return true;
+        }
+        if std::time::Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }

@@ -120,15 +120,20 @@ impl Delegate {
 }
 
 impl Delegate {
-    /// Start the delegate shim for this pod group (cwd is the first container's bundle).
-    pub async fn start(pod: &Pod, cfg: &Config, flags: &Flags) -> anyhow::Result<Delegate> {
+    /// Start the delegate shim for this pod group in `bundle`, the first
+    /// container's bundle (where containerd ran agentbox's `start`).
+    pub async fn start(
+        pod: &Pod,
+        cfg: &Config,
+        flags: &Flags,
+        bundle: &Path,
+    ) -> anyhow::Result<Delegate> {
         let name = cfg
             .runtime
             .shim
             .clone()
             .ok_or_else(|| anyhow!("runtime.shim is not set"))?;
         let binary = find_delegate(&name)?;
-        let bundle = std::env::current_dir()?;
         let ttrpc_address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
         let grpc_address = if flags.address.is_empty() {
             std::env::var("GRPC_ADDRESS").unwrap_or_default()
@@ -148,7 +153,7 @@ impl Delegate {
             cmd.arg("-debug");
         }
         cmd.arg("start");
-        cmd.current_dir(&bundle);
+        cmd.current_dir(bundle);
         cmd.env("TTRPC_ADDRESS", &ttrpc_address)
             .env("GRPC_ADDRESS", &grpc_address)
             .env("NAMESPACE", &flags.namespace);

@@ -56,9 +56,15 @@ pub struct ForwardTask {
 }
 
 impl ForwardTask {
-    /// Start the delegate shim for this pod group (cwd is the first container's bundle).
-    pub async fn new(pod: Arc<Pod>, cfg: &Config, flags: &Flags) -> anyhow::Result<ForwardTask> {
-        let delegate = Delegate::start(&pod, cfg, flags).await?;
+    /// Start the delegate shim for this pod group in `bundle` (the first
+    /// container's bundle) and serve in front of it.
+    pub async fn new(
+        pod: Arc<Pod>,
+        cfg: &Config,
+        flags: &Flags,
+        bundle: &std::path::Path,
+    ) -> anyhow::Result<ForwardTask> {
+        let delegate = Delegate::start(&pod, cfg, flags, bundle).await?;
         Ok(ForwardTask {
             pod,
             delegate: Arc::new(delegate),
@@ -115,6 +121,7 @@ impl Task for ForwardTask {
             backend: BackendState::Delegate(CleanupState {
                 delegate: self.delegate.binary.display().to_string(),
                 delegate_pid: self.delegate.pid,
+                delegate_address: Some(self.delegate.address.clone()),
             }),
         };
         state.write(&bundle).map_err(|e| {

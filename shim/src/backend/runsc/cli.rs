@@ -24,6 +24,18 @@ pub struct Argv {
 }
 
 impl Argv {
+    /// Add a global flag (before the subcommand), e.g. `--pod-init-config=F`
+    /// for the one `create` that makes the sandbox.
+    pub fn with_global_flag(mut self, flag: String) -> Argv {
+        let at = self
+            .args
+            .iter()
+            .position(|a| !a.starts_with("--"))
+            .unwrap_or(self.args.len());
+        self.args.insert(at, flag);
+        self
+    }
+
     pub fn to_strings(&self) -> Vec<String> {
         std::iter::once(self.program.display().to_string())
             .chain(self.args.iter().cloned())
@@ -236,6 +248,23 @@ mod tests {
             assert!(s[..sub].contains(&"--network=none".to_string()));
             assert_eq!(s.last().unwrap(), "x");
         }
+    }
+
+    #[test]
+    fn pod_init_config_goes_before_the_subcommand() {
+        let a = cli()
+            .create("c1", Path::new("/b"), Path::new("/b/pid"), None)
+            .with_global_flag("--pod-init-config=/b/agentbox-activity.json".into());
+        assert_eq!(
+            a.args[..5],
+            [
+                "--root=/run/agentbox/runsc/k8s.io",
+                "--network=none",
+                "--platform=ptrace",
+                "--pod-init-config=/b/agentbox-activity.json",
+                "create"
+            ]
+        );
     }
 
     #[test]

@@ -159,11 +159,26 @@ impl RunscTask {
             overlay_dir: tuned.keep(),
         });
 
-        // 3. runsc create, with the container's IO
+        // 3. the sandbox reports what its processes do to the pod's activity
+        // sink (fail closed: no sink, no sandbox)
+        let pod_init = if container.is_sandbox_root() {
+            self.pod
+                .start_activity(&container.admitted, &bundle, &container.cli.root)?
+        } else {
+            None
+        };
+
+        // 4. runsc create, with the container's IO
         let pid_file = bundle.join("init.pid");
-        let result = runsc_create(&container, &stdio, &pid_file).await;
+        let mut result = runsc_create(&container, &stdio, &pid_file, pod_init.as_deref()).await;
+        if result.is_ok() && pod_init.is_some() {
+            result = self.pod.activity_connected();
+        }
         if let Err(e) = result {
             cleanup_failed_create(&container).await;
+            if pod_init.is_some() {
+                self.pod.close_activity();
+            }
             return Err(e);
         }
         let pid = std::fs::read_to_string(&pid_file)
@@ -176,12 +191,24 @@ impl RunscTask {
     }
 }
 
-async fn runsc_create(c: &Container, stdio: &StdioPaths, pid_file: &Path) -> Result<(), String> {
+async fn runsc_create(
+    c: &Container,
+    stdio: &StdioPaths,
+    pid_file: &Path,
+    pod_init: Option<&Path>,
+) -> Result<(), String> {
+    let create = |console: Option<&Path>| {
+        let argv = c.cli.create(&c.id, &c.bundle, pid_file, console);
+        match pod_init {
+            Some(f) => argv.with_global_flag(format!("--pod-init-config={}", f.display())),
+            None => argv,
+        }
+    };
     let (argv, io, child) = if stdio.terminal {
         let sock_path = console_socket_path(&c.cli.root, &c.id);
         let sock = ConsoleSocket::bind(&sock_path)
             .map_err(|e| format!("cannot create console socket: {e}"))?;
-        let argv = c.cli.create(&c.id, &c.bundle, pid_file, Some(sock.path()));
+        let argv = create(Some(sock.path()));
         let recv = tokio::task::spawn_blocking(move || sock.receive_master(RUNSC_TIMEOUT));
         c.runsc
             .run_with_stdio(&argv, Default::default(), Some(&c.log), RUNSC_TIMEOUT)
@@ -198,7 +225,7 @@ async fn runsc_create(c: &Container, stdio: &StdioPaths, pid_file: &Path) -> Res
     } else {
         let (io, child) =
             ProcessIo::pipes(stdio).map_err(|e| format!("cannot open container io: {e}"))?;
-        (c.cli.create(&c.id, &c.bundle, pid_file, None), io, child)
+        (create(None), io, child)
     };
     // runsc donates a subcontainer's stdio at `start`; keep a copy for it.
     let for_start = child
