@@ -28,7 +28,11 @@ fn start(cfg: &ConfigDir, tuning: &str) -> (Containerd, PathBuf) {
     std::fs::create_dir_all(&pods).unwrap();
     let roots = managed_roots(&ctd).replace(
         "managed_roots = [",
-        &format!("managed_roots = [\"{}/\", ", pods.display()),
+        &format!(
+            "managed_roots = [\"{}/\", \"{}/\", ",
+            pods.display(),
+            host_data(cfg).display()
+        ),
     );
     let extra = format!(
         "profile = \"standard\"\n[mounts]\n{roots}\n[runtime.tuning]\nkubelet_pods_dir = \"{}\"\noverlay_dir = \"{}\"\n{tuning}\n",
@@ -42,6 +46,11 @@ fn start(cfg: &ConfigDir, tuning: &str) -> (Containerd, PathBuf) {
 
 fn pods_dir(cfg: &ConfigDir) -> PathBuf {
     cfg.path().join("kubelet/pods")
+}
+
+/// A hostPath-like folder (a plain bind outside the kubelet's pods folder).
+fn host_data(cfg: &ConfigDir) -> PathBuf {
+    cfg.path().join("hostdata")
 }
 
 /// The pod's emptyDir `workspace`, as the kubelet makes it before RunPodSandbox.
@@ -175,6 +184,32 @@ fn workspace_writes_reach_the_host_under_the_default() {
     agent_writes(&cri, &agent);
     // the host folder, while the agent still runs
     host_has_the_agents_writes(&ws);
+    // a hostPath-like bind (no hint ever applies to it) reaches the host too,
+    // both ways, while the container runs
+    let data = host_data(&cfg);
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("from-host"), "h\n").unwrap();
+    let binder = cri
+        .create_container(
+            &pod,
+            &with_workspace("binder", &ws).mount(&data, "/data", false),
+        )
+        .expect("create binder");
+    cri.start(&binder).expect("start binder");
+    assert_eq!(
+        sh(
+            &cri,
+            &binder,
+            "cat /data/from-host; mkdir /data/out && echo result > /data/out/r && mv /data/out/r /data/out/result"
+        ),
+        "h\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("out/result")).unwrap(),
+        "result\n"
+    );
+    std::fs::write(data.join("from-host"), "h2\n").unwrap();
+    assert_eq!(sh(&cri, &binder, "cat /data/from-host"), "h2\n");
     // the sidecar
     assert_eq!(
         sh(&cri, &sidecar, "ls /workspace; cat /workspace/existing"),
@@ -195,7 +230,7 @@ fn workspace_writes_reach_the_host_under_the_default() {
         ),
         "fn main() {}\nhost\nagent\n"
     );
-    remove(&cri, &pod, &[&agent, &sidecar, &later]);
+    remove(&cri, &pod, &[&agent, &sidecar, &later, &binder]);
 }
 
 /// `empty_dir = "exclusive"` (hint `share=container`): every write still
