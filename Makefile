@@ -6,7 +6,7 @@ CARGO ?= cargo
 # time is what a 2-core machine takes without timing out.
 E2E_THREADS ?= 2
 
-.PHONY: all deps build release test lint unit e2e test-matrix test-flood demo bench bench-policy bench-shim bench-workload bench-activity bench-node node-image runtimeclass clean
+.PHONY: all deps build release test lint unit e2e test-matrix test-flood demo bench bench-policy bench-secrets bench-shim bench-workload bench-activity bench-node node-image runtimeclass mutants clean
 
 all: build
 
@@ -29,7 +29,7 @@ unit:
 	$(CARGO) test --workspace --exclude agentbox-e2e --tests
 
 e2e: build
-	$(CARGO) test -p agentbox-e2e --tests -- --test-threads=$(E2E_THREADS)
+	$(CARGO) test -p agentbox-e2e --tests --no-fail-fast -- --test-threads=$(E2E_THREADS)
 
 test: deps lint build unit e2e
 
@@ -47,10 +47,15 @@ demo: deps
 	$(CARGO) build -p agentbox-e2e --bin agentbox-demo
 	$(CARGO) run -q -p agentbox-e2e --bin agentbox-demo
 
-bench: bench-policy bench-shim bench-activity bench-node
+bench: bench-policy bench-secrets bench-shim bench-activity bench-node
 
 bench-policy:
 	$(CARGO) bench -p agentbox-policy --bench apply
+
+# The secret detector: per KiB of env, rule compilation, argv redaction, and
+# the same formats as a RegexSet for comparison (time and heap).
+bench-secrets:
+	$(CARGO) bench -p agentbox-secrets --bench detect
 
 bench-shim: release
 	$(CARGO) build --release -p agentbox-e2e --bin agentbox-bench
@@ -83,6 +88,12 @@ node-image: release
 # runtimeclass/ from charts/agentbox (a test checks they agree).
 runtimeclass: deps
 	.work/tools/venv/bin/python scripts/gen-runtimeclass.py
+
+# Mutation testing of the policy engine and the shim's pure modules
+# (.cargo/mutants.toml); new misses fail unless mutants/allowed.txt explains
+# them. Hours on 2 cores: run before a release, not in `make test`.
+mutants: deps
+	scripts/mutants.sh
 
 clean:
 	$(CARGO) clean

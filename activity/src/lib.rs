@@ -22,7 +22,7 @@ pub mod wire;
 use serde_json::{Map, Value};
 
 pub use config::{ActivityConfig, Kind};
-pub use tracker::{Redactor, Tracker};
+pub use tracker::{Redact, Redactor, Tracker};
 
 /// One audit record: its event name, the gVisor container id it is about
 /// (empty for the pod as a whole) and its fields.

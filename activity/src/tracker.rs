@@ -11,8 +11,17 @@ use crate::config::{ActivityConfig, Kind};
 use crate::event::{Ctx, Event, NetCall, SockAddr};
 use crate::Record;
 
-/// How argv is redacted before it is recorded.
-pub type Redactor = Box<dyn Fn(&[String]) -> Vec<String> + Send>;
+/// How what the tracker records is redacted before it is written: argv as a
+/// command line, and every other string a process chose that could carry a
+/// value (its binary and working directory, file paths, unix socket
+/// addresses). The shim passes the node policy's secret detector.
+pub trait Redact: Send {
+    fn argv(&self, argv: &[String]) -> Vec<String>;
+    fn text(&self, text: &str) -> String;
+}
+
+/// The redactor a [`Tracker`] owns.
+pub type Redactor = Box<dyn Redact>;
 
 const AT_FDCWD: i64 = -100;
 const O_ACCMODE: u32 = 0o3;
@@ -242,7 +251,7 @@ impl Tracker {
                     }
                     SockAddr::Unix(path) => {
                         f.insert("family".into(), json!("unix"));
-                        f.insert("address".into(), json!(path));
+                        f.insert("address".into(), json!(self.redact.text(&path)));
                     }
                     SockAddr::Other(_) => return,
                 }
@@ -314,9 +323,9 @@ impl Tracker {
         let mut f = Map::new();
         f.insert("pid".into(), json!(tgid));
         f.insert("ppid".into(), json!(p.ppid));
-        f.insert("binary".into(), json!(p.binary));
-        f.insert("argv".into(), json!((self.redact)(&p.argv)));
-        f.insert("cwd".into(), json!(p.cwd));
+        f.insert("binary".into(), json!(self.redact.text(&p.binary)));
+        f.insert("argv".into(), json!(self.redact.argv(&p.argv)));
+        f.insert("cwd".into(), json!(self.redact.text(&p.cwd)));
         if let Some(uid) = p.uid {
             f.insert("uid".into(), json!(uid));
         }
@@ -346,7 +355,7 @@ impl Tracker {
             }
             let mut f = Map::new();
             f.insert("pid".into(), json!(tgid));
-            f.insert("path".into(), json!(path));
+            f.insert("path".into(), json!(self.redact.text(&path)));
             f.insert("intent".into(), json!(intent));
             f.insert("opens".into(), json!(u.opens));
             if u.failed > 0 {

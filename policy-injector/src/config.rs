@@ -86,6 +86,8 @@ struct RawEnv {
     strip: Vec<String>,
     #[serde(default)]
     allow: Vec<String>,
+    #[serde(default)]
+    secret_rules: Vec<agentbox_secrets::RuleSpec>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -309,6 +311,12 @@ fn compile(raw: RawConfig) -> Result<Policy, ConfigError> {
         }
     }
 
+    if !raw.env.secret_rules.is_empty() {
+        let d = agentbox_secrets::Detector::with_rules(&raw.env.secret_rules)
+            .map_err(|e| invalid("env.secret_rules", e.to_string()))?;
+        policy.secrets = crate::Secrets::Extended(std::sync::Arc::new(d));
+    }
+
     policy.setup_containers = setup_allowed(raw.phases.setup_containers, policy.profile)?;
     policy.kata_allow = allow_list(
         "annotations.kata_allow",
@@ -386,6 +394,125 @@ max_seconds = 3
         assert!(e.contains("envv"), "{e}");
         let e = from_toml_str("profile = \"lax\"").unwrap_err().to_string();
         assert!(e.contains("lax"), "{e}");
+    }
+
+    #[test]
+    fn secret_rules_extend_the_detector() {
+        let p = from_toml_str(
+            r#"
+[[env.secret_rules]]
+id = "acme-token"
+description = "ACME internal API token"
+prefix = "acme_"
+charset = "alnum"
+length = 32
+
+[[env.secret_rules]]
+id = "acme-legacy"
+pattern = "ACME-[0-9]{6}-[A-Z]{8}"
+
+[[env.secret_rules]]
+id = "acme-short"
+shape = "{hex:24}"
+keywords = ["acme"]
+"#,
+        )
+        .unwrap();
+        let d = p.secrets();
+        let body = "Zq3xR8vLm2NpT5wK9bYc4Zq3xR8vLm2N";
+        assert_eq!(
+            d.find(&format!("x acme_{body} y")).map(|f| f.rule),
+            Some("acme-token")
+        );
+        assert_eq!(
+            d.find("ACME-123456-ABCDEFGH").map(|f| f.rule),
+            Some("acme-legacy")
+        );
+        assert_eq!(
+            d.env_value("ACME_UPSTREAM", "0123456789abcdef01234567")
+                .map(|f| f.rule),
+            Some("acme-short")
+        );
+        // the built-in rules are still there, and the default policy lacks ACME's
+        assert!(d.rules().iter().any(|r| r.id == "github-pat"));
+        let plain = Policy::from_profile(Profile::Sensitive);
+        assert!(plain.secrets().find(&format!("acme_{body}")).is_none());
+    }
+
+    #[test]
+    fn bad_secret_rules_are_named() {
+        for (rule, needle) in [
+            (
+                r#"id = "x-1"
+prefix = "ab"
+length = 20"#,
+                "at least 3",
+            ),
+            (
+                r#"id = "Bad Id"
+prefix = "abcd_"
+length = 20"#,
+                "id is",
+            ),
+            (
+                r#"id = "x-2"
+prefix = "abcd_"
+charset = "nope"
+length = 20"#,
+                "unknown character set",
+            ),
+            (
+                r#"id = "x-3"
+pattern = "(""#,
+                "does not compile",
+            ),
+            (
+                r#"id = "x-4"
+pattern = "a*""#,
+                "empty string",
+            ),
+            (
+                r#"id = "github-pat"
+prefix = "abcd_"
+length = 20"#,
+                "used twice",
+            ),
+            (
+                r#"id = "x-5"
+prefix = "abcd_""#,
+                "needs a length",
+            ),
+            (
+                r#"id = "x-6"
+prefix = "abcd_"
+length = 20
+pattern = "x""#,
+                "exactly one",
+            ),
+            (
+                r#"id = "x-7"
+structural = "private-key""#,
+                "built in",
+            ),
+            (
+                r#"id = "x-9"
+shape = "abc{alnum:2}""#,
+                "shorter than 8",
+            ),
+        ] {
+            let e = from_toml_str(&format!("[[env.secret_rules]]\n{rule}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle), "{rule}: {e}");
+            assert!(e.contains("env.secret_rules"), "{e}");
+        }
+        // an unknown key inside a rule is named
+        let e = from_toml_str(
+            "[[env.secret_rules]]\nid = \"x-8\"\nprefix = \"abcd_\"\nlength = 20\nfoo = 1",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("foo"), "{e}");
     }
 
     #[test]

@@ -116,6 +116,15 @@ pub struct Policy {
     pub(crate) kata_allow: Vec<String>,
     pub(crate) gvisor_allow: Vec<String>,
     pub(crate) sa_allow_agent: Option<bool>,
+    pub(crate) secrets: Secrets,
+}
+
+/// The secret detector a policy uses: the built-in rules, or those plus the
+/// config's `[env] secret_rules` (compiled once at load).
+#[derive(Clone, Debug)]
+pub(crate) enum Secrets {
+    Builtin,
+    Extended(std::sync::Arc<agentbox_secrets::Detector>),
 }
 
 impl Policy {
@@ -139,6 +148,7 @@ impl Policy {
             kata_allow: Vec::new(),
             gvisor_allow: Vec::new(),
             sa_allow_agent: None,
+            secrets: Secrets::Builtin,
         }
     }
 
@@ -157,6 +167,15 @@ impl Policy {
     /// The node profile (before any annotation tightening).
     pub fn profile(&self) -> Profile {
         self.profile
+    }
+
+    /// The secret detector of this policy: the built-in rules plus the
+    /// config's `[env] secret_rules`. The shim redacts audited argv with it.
+    pub fn secrets(&self) -> &agentbox_secrets::Detector {
+        match &self.secrets {
+            Secrets::Builtin => agentbox_secrets::Detector::builtin(),
+            Secrets::Extended(d) => d,
+        }
     }
 }
 

@@ -206,8 +206,14 @@ fn explain(r: &Report) -> Result<()> {
     let mut out = String::new();
     out.push_str(&format!("profile {}, phase {}\n", r.profile, r.phase));
     for ch in &r.changes {
+        // the detector rule that matched, never the value
+        let detail = ch
+            .detail
+            .as_deref()
+            .map(|d| format!(" ({d})"))
+            .unwrap_or_default();
         out.push_str(&format!(
-            "  {:<16} {:<28} {}\n",
+            "  {:<16} {:<28} {}{detail}\n",
             ch.action, ch.rule, ch.target
         ));
     }

@@ -12,6 +12,10 @@ pub struct Change {
     pub target: String,
     /// `removed`, `forced-readonly`, `injected`, `replaced`, `set`, `rejected`.
     pub action: String,
+    /// For the `env.secret-*` rules: the secret-detector rule that matched
+    /// (`name-token`, `github-pat`, `generic-secret`…), never the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// The decision report, serialised by `--report` and the shim's audit log.
@@ -110,12 +114,23 @@ pub(crate) struct Recorder {
 
 impl Recorder {
     pub fn push(&mut self, rule: &str, target: impl Into<String>, action: &str) {
+        self.push_detail(rule, target, action, None);
+    }
+
+    pub fn push_detail(
+        &mut self,
+        rule: &str,
+        target: impl Into<String>,
+        action: &str,
+        detail: Option<&str>,
+    ) {
         let target = target.into();
-        tracing::debug!(rule, target = %target, action, "policy change");
+        tracing::debug!(rule, target = %target, action, detail, "policy change");
         self.changes.push(Change {
             rule: rule.to_string(),
             target,
             action: action.to_string(),
+            detail: detail.map(str::to_string),
         });
     }
 }

@@ -281,6 +281,26 @@ fn env_secret_under_innocuous_name() {
     assert!(kept.is_empty(), "{kept:?}");
 }
 
+/// Tokens of services the old hand-coded list lacked, under innocuous names
+/// (issue 12). Built from pieces: no literal token in the repository.
+#[test]
+fn env_more_formats_under_innocuous_names() {
+    let b62 = "Zq3xR8vLm2NpT5wK9bYc4HdJ1sQ7fG6a";
+    let hex = "9f2c4e6a8b0d1f3e5a7c9e1b3d5f7a9c";
+    let env: Vec<String> = vec![
+        format!("SENDGRID=SG.{}.{}{}", &b62[..22], b62, &b62[..11]),
+        format!("DO=dop_v1_{hex}{hex}"),
+        format!("PYPI=pypi-AgEIcHlwaS5vcmc{b62}{b62}"),
+        format!("VAULT=hvs.{b62}{b62}{b62}"),
+        format!("DOCKER=dckr_pat_{}", &b62[..27]),
+        format!("CONFIG={{\"upstream_key\": \"{b62}\"}}"),
+        format!("EXTRA_ARGS=--retries 3 --api-key {b62}"),
+    ];
+    let env: Vec<&str> = env.iter().map(String::as_str).collect();
+    let kept = env_after(&sensitive(), &env);
+    assert!(kept.is_empty(), "{} kept", kept.len());
+}
+
 #[test]
 fn env_malformed_entries() {
     let kept = env_after(

@@ -136,6 +136,10 @@ fn explain_lists_changes_and_summary() {
     assert_eq!(lines[0], "profile sensitive, phase agent");
     assert!(out.contains("env.secret-name"));
     assert!(out.contains("GITHUB_TOKEN"));
+    // the detector rule that matched is named, the value never
+    assert!(out.contains("GITHUB_TOKEN (name-token)"), "{out}");
+    assert!(out.contains("BUILD_NOTE (github-app-token)"), "{out}");
+    assert!(out.contains("DATABASE_URL (url-credentials)"), "{out}");
     assert!(lines.last().unwrap().starts_with("allowed: "));
     let f = fixture("host-pid.json");
     let o = run(&["explain", "--no-host", f.to_str().unwrap()]);

@@ -1,11 +1,22 @@
 //! Property tests of the engine's invariants over generated specs.
 
-use agentbox_policy::{
-    apply, apply_value, secret_name, secret_value_kind, Decision, NoHostFs, Policy, Profile,
-    ALLOWED_CAPS,
-};
+use agentbox_policy::{apply, apply_value, Decision, NoHostFs, Policy, Profile, ALLOWED_CAPS};
+use std::cell::Cell;
+
 use proptest::prelude::*;
+use proptest::test_runner::{TestCaseError, TestRunner};
 use serde_json::{json, Map, Value};
+
+/// Names the generator plants that every agent container must lose.
+const SECRET_NAMES: &[&str] = &[
+    "GITHUB_TOKEN",
+    "gh_token",
+    "AWS_SECRET_ACCESS_KEY",
+    "PGPASSWORD",
+    "OPENAI_API_KEY",
+    "DB_PASS",
+    "Vault_Token",
+];
 
 const REQUIRED: [&str; 5] = ["pid", "ipc", "uts", "mount", "network"];
 
@@ -103,14 +114,32 @@ fn path() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Bind sources: mostly what the kubelet and containerd hand a container
+/// (so most specs are allowed and their invariants checked), sometimes any path.
+fn source() -> impl Strategy<Value = String> {
+    prop_oneof![
+        6 => prop::sample::select(vec![
+            "/var/lib/kubelet/pods/u/volumes/kubernetes.io~empty-dir/w",
+            "/var/lib/kubelet/pods/u/volumes/kubernetes.io~empty-dir/w/sub",
+            "/var/lib/kubelet/pods/u/volumes/kubernetes.io~configmap/c",
+            "/var/lib/kubelet/pods/u/volume-subpaths/w/agent/0",
+            "/var/lib/kubelet/pods/u/etc-hosts",
+            "/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes/s/hostname",
+            "/run/containerd/io.containerd.grpc.v1.cri/sandboxes/s/shm",
+        ])
+        .prop_map(str::to_string),
+        1 => path(),
+    ]
+}
+
 fn mount() -> impl Strategy<Value = Value> {
     let opts =
         prop::sample::subsequence(vec!["rbind", "bind", "ro", "rw", "nosuid", "nodev"], 0..4);
     prop_oneof![
-        (path(), path(), opts.clone()).prop_map(
+        (source(), path(), opts.clone()).prop_map(
             |(s, d, o)| json!({"destination": d, "type": "bind", "source": s, "options": o})
         ),
-        (path(), path(), opts)
+        (source(), path(), opts)
             .prop_map(|(s, d, o)| json!({"destination": d, "source": s, "options": o})),
         (
             prop::sample::select(vec!["proc", "tmpfs", "sysfs", "devpts", "mqueue", "cgroup"]),
@@ -166,15 +195,15 @@ fn annotations() -> impl Strategy<Value = Map<String, Value>> {
 
 fn spec() -> impl Strategy<Value = Value> {
     (
-        prop_oneof![4 => Just(REQUIRED.to_vec()), 1 => prop::sample::subsequence(REQUIRED.to_vec(), 3..=5)],
+        prop_oneof![16 => Just(REQUIRED.to_vec()), 1 => prop::sample::subsequence(REQUIRED.to_vec(), 3..=5)],
         prop::collection::vec(env_entry(), 0..10),
-        prop::collection::vec(mount(), 0..8),
+        prop::collection::vec(mount(), 0..6),
         (caps(), caps()),
         annotations(),
-        prop::sample::select(vec!["/", "/work", "/proc/1", "/tmp", "/", "/work"]),
+        prop_oneof![12 => prop::sample::select(vec!["/", "/work", "/tmp"]), 1 => Just("/proc/1")],
         prop::option::of(any::<bool>()),
         prop::collection::vec(("x-[a-z]{1,6}", any::<i64>()), 0..3),
-        prop::sample::select(vec!["rootfs", "rootfs", "rootfs", "./rootfs", "/", "rootfs/..", "/rootfs", "../x/rootfs"]),
+        prop_oneof![16 => prop::sample::select(vec!["rootfs", "./rootfs", "rootfs/"]), 1 => prop::sample::select(vec!["/", "rootfs/..", "/rootfs", "../x/rootfs"])],
     )
         .prop_map(|(ns, env, mounts, (bset, amb), ann, cwd, nnp, extra, rootp)| {
             let mut s = json!({
@@ -247,101 +276,171 @@ fn under(p: &str, root: &str) -> bool {
     root == "/" || p == root || p.starts_with(&format!("{root}/"))
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
+/// Every invariant of an allowed decision; `Ok(false)` when refused.
+fn check(s: &Value, node: &Node) -> Result<bool, TestCaseError> {
+    let s = s.clone();
+    let p = &node.policy;
+    let d = apply_value(p, s.clone(), &NoHostFs);
+    let report_text = serde_json::to_string(d.report()).unwrap();
+    for v in SECRET_VALUES {
+        prop_assert!(!report_text.contains(v), "report leaks a value");
+    }
+    let Decision::Allowed { spec: out, report } = d else {
+        return Ok(false);
+    };
 
-    #[test]
-    fn invariants(s in spec(), node in policy()) {
-        let p = &node.policy;
-        let d = apply_value(p, s.clone(), &NoHostFs);
-        let report_text = serde_json::to_string(d.report()).unwrap();
-        for v in SECRET_VALUES {
-            prop_assert!(!report_text.contains(v), "report leaks a value");
-        }
-        let Decision::Allowed { spec: out, report } = d else { return Ok(()) };
-
-        // no host namespace
-        let ns = out["linux"]["namespaces"].as_array().unwrap();
-        for t in REQUIRED {
-            prop_assert!(ns.iter().any(|n| n["type"] == t));
-        }
-        // no secret-looking env survives for agent containers
-        if report.phase == "agent" {
-            for e in out["process"]["env"].as_array().unwrap() {
-                let e = e.as_str().unwrap();
-                let (n, v) = e.split_once('=').expect("malformed entries are removed");
-                prop_assert!(secret_value_kind(v).is_none(), "value survived for {n}");
-                let kept = ["KUBERNETES_SERVICE_HOST", "MY_SERVICE_PORT", "PATH", "HOME"];
-                prop_assert!(!secret_name(n) || kept.contains(&n), "{n} survived");
-            }
-        }
-        // capabilities reduced, ambient cleared, noNewPrivileges set
-        let caps = &out["process"]["capabilities"];
-        for set in ["bounding", "effective"] {
-            for c in caps[set].as_array().unwrap() {
-                prop_assert!(ALLOWED_CAPS.contains(&c.as_str().unwrap()));
-            }
-        }
-        prop_assert_eq!(&caps["ambient"], &json!([]));
-        prop_assert_eq!(&out["process"]["noNewPrivileges"], &json!(true));
-        // no runtime annotation the node does not list
-        for k in out["annotations"].as_object().unwrap().keys() {
-            let l = k.to_ascii_lowercase();
-            if l.starts_with("dev.gvisor.") || l.starts_with("io.katacontainers.") {
-                prop_assert!(node.allow.contains(&k.as_str()), "{k} survived");
-            }
-        }
-        // setup phase only for a name the node allows
-        if report.phase == "setup" {
-            let me = s["annotations"]["io.kubernetes.cri.container-name"].as_str().unwrap();
-            match &node.setup {
-                None => prop_assert_eq!(report.profile.as_str(), "standard"),
-                Some(names) => prop_assert!(names.contains(&me)),
-            }
-        }
-        // the root is the bundle's rootfs
-        prop_assert_eq!(norm(&format!("/{}", out["root"]["path"].as_str().unwrap())), "/rootfs");
-        // read-only follows the source of every bind at a read-only destination
-        let mut ro_dests: Vec<String> = if node.allow.is_empty() { vec![] } else { vec!["/work".into()] };
-        if let Some(a) = s["annotations"]["agentbox.dev/readonly-mounts"].as_str() {
-            ro_dests.extend(a.split(',').map(norm));
-        }
-        let mounts = out["mounts"].as_array().unwrap();
-        let ro_srcs: Vec<String> = mounts
-            .iter()
-            .filter(|m| is_bind(m) && ro_dests.iter().any(|r| under(&norm(m["destination"].as_str().unwrap()), r)))
-            .map(|m| norm(m["source"].as_str().unwrap()))
-            .collect();
-        for m in mounts.iter().filter(|m| is_bind(m)) {
-            let src = norm(m["source"].as_str().unwrap());
-            if ro_srcs.iter().any(|r| under(&src, r) || under(r, &src)) {
-                let o = m["options"].as_array().unwrap();
-                prop_assert!(o.iter().any(|x| x == "ro") && !o.iter().any(|x| x == "rw"), "{m} writable");
-            }
-        }
-        // unknown fields preserved
-        for (k, v) in s.as_object().unwrap() {
-            if k.starts_with("x-") {
-                prop_assert_eq!(&out[k.as_str()], v);
-                prop_assert_eq!(&out["process"][k.as_str()], &s["process"][k.as_str()]);
-            }
-        }
-        prop_assert_eq!(&out["root"], &s["root"]);
-        prop_assert!(report.kind == "container" && report.container.as_deref() == s["annotations"]["io.kubernetes.cri.container-name"].as_str());
-        // no mount onto a runtime socket path
-        for m in out["mounts"].as_array().unwrap() {
-            let d = norm(m["destination"].as_str().unwrap());
-            prop_assert!(d != "/run/docker.sock" && d != "/run/containerd/containerd.sock", "{d}");
-        }
-        // idempotence
-        match apply_value(p, out.clone(), &NoHostFs) {
-            Decision::Allowed { spec: again, report } => {
-                prop_assert_eq!(&again, &out);
-                prop_assert!(report.changes.is_empty(), "second pass: {:?}", report.changes);
-            }
-            Decision::Rejected { reason, .. } => prop_assert!(false, "second pass refused: {reason}"),
+    // no host namespace
+    let ns = out["linux"]["namespaces"].as_array().unwrap();
+    for t in REQUIRED {
+        prop_assert!(ns.iter().any(|n| n["type"] == t));
+    }
+    // no planted secret survives for agent containers: the oracle is
+    // the planted lists, not the detector under test
+    if report.phase == "agent" {
+        for e in out["process"]["env"].as_array().unwrap() {
+            let e = e.as_str().unwrap();
+            let (n, v) = e.split_once('=').expect("malformed entries are removed");
+            prop_assert!(
+                !SECRET_VALUES.iter().any(|p| v.contains(p)),
+                "a planted value survived for {n}"
+            );
+            prop_assert!(!SECRET_NAMES.contains(&n), "{n} survived");
         }
     }
+    // capabilities reduced, ambient cleared, noNewPrivileges set
+    let caps = &out["process"]["capabilities"];
+    for set in ["bounding", "effective"] {
+        for c in caps[set].as_array().unwrap() {
+            prop_assert!(ALLOWED_CAPS.contains(&c.as_str().unwrap()));
+        }
+    }
+    prop_assert_eq!(&caps["ambient"], &json!([]));
+    prop_assert_eq!(&out["process"]["noNewPrivileges"], &json!(true));
+    // no runtime annotation the node does not list
+    for k in out["annotations"].as_object().unwrap().keys() {
+        let l = k.to_ascii_lowercase();
+        if l.starts_with("dev.gvisor.") || l.starts_with("io.katacontainers.") {
+            prop_assert!(node.allow.contains(&k.as_str()), "{k} survived");
+        }
+    }
+    // setup phase only for a name the node allows
+    if report.phase == "setup" {
+        let me = s["annotations"]["io.kubernetes.cri.container-name"]
+            .as_str()
+            .unwrap();
+        match &node.setup {
+            None => prop_assert_eq!(report.profile.as_str(), "standard"),
+            Some(names) => prop_assert!(names.contains(&me)),
+        }
+    }
+    // the root is the bundle's rootfs
+    prop_assert_eq!(
+        norm(&format!("/{}", out["root"]["path"].as_str().unwrap())),
+        "/rootfs"
+    );
+    // read-only follows the source of every bind at a read-only destination
+    let mut ro_dests: Vec<String> = if node.allow.is_empty() {
+        vec![]
+    } else {
+        vec!["/work".into()]
+    };
+    if let Some(a) = s["annotations"]["agentbox.dev/readonly-mounts"].as_str() {
+        ro_dests.extend(a.split(',').map(norm));
+    }
+    let mounts = out["mounts"].as_array().unwrap();
+    let ro_srcs: Vec<String> = mounts
+        .iter()
+        .filter(|m| {
+            is_bind(m)
+                && ro_dests
+                    .iter()
+                    .any(|r| under(&norm(m["destination"].as_str().unwrap()), r))
+        })
+        .map(|m| norm(m["source"].as_str().unwrap()))
+        .collect();
+    for m in mounts.iter().filter(|m| is_bind(m)) {
+        let src = norm(m["source"].as_str().unwrap());
+        if ro_srcs.iter().any(|r| under(&src, r) || under(r, &src)) {
+            let o = m["options"].as_array().unwrap();
+            prop_assert!(
+                o.iter().any(|x| x == "ro") && !o.iter().any(|x| x == "rw"),
+                "{m} writable"
+            );
+        }
+    }
+    // unknown fields preserved
+    for (k, v) in s.as_object().unwrap() {
+        if k.starts_with("x-") {
+            prop_assert_eq!(&out[k.as_str()], v);
+            prop_assert_eq!(&out["process"][k.as_str()], &s["process"][k.as_str()]);
+        }
+    }
+    prop_assert_eq!(&out["root"], &s["root"]);
+    prop_assert!(
+        report.kind == "container"
+            && report.container.as_deref()
+                == s["annotations"]["io.kubernetes.cri.container-name"].as_str()
+    );
+    // no mount onto a runtime socket path
+    for m in out["mounts"].as_array().unwrap() {
+        let d = norm(m["destination"].as_str().unwrap());
+        prop_assert!(
+            d != "/run/docker.sock" && d != "/run/containerd/containerd.sock",
+            "{d}"
+        );
+    }
+    // idempotence
+    match apply_value(p, out.clone(), &NoHostFs) {
+        Decision::Allowed {
+            spec: again,
+            report,
+        } => {
+            prop_assert_eq!(&again, &out);
+            prop_assert!(
+                report.changes.is_empty(),
+                "second pass: {:?}",
+                report.changes
+            );
+        }
+        Decision::Rejected { reason, .. } => prop_assert!(false, "second pass refused: {reason}"),
+    }
+    Ok(true)
+}
+
+/// The invariants over generated specs, most of them allowed: a refused
+/// spec proves only that it was refused, so the ratio is reported and bounded.
+#[test]
+fn invariants() {
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: 512,
+        ..ProptestConfig::default()
+    });
+    let (total, allowed) = (Cell::new(0u32), Cell::new(0u32));
+    runner
+        .run(&(spec(), policy()), |(s, node)| {
+            total.set(total.get() + 1);
+            if check(&s, &node)? {
+                allowed.set(allowed.get() + 1);
+            }
+            Ok(())
+        })
+        .unwrap();
+    let ratio = f64::from(allowed.get()) / f64::from(total.get());
+    println!(
+        "invariants: {} of {} generated specs allowed ({:.0} %)",
+        allowed.get(),
+        total.get(),
+        ratio * 100.0
+    );
+    assert!(
+        ratio >= 0.6,
+        "only {:.0} % of generated specs were allowed: the invariants were barely exercised",
+        ratio * 100.0
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
 
     #[test]
     fn exec_process_invariants(env in prop::collection::vec(env_entry(), 0..10), (bset, amb) in (caps(), caps()), setup in any::<bool>()) {
@@ -360,8 +459,9 @@ proptest! {
         prop_assert_eq!(&out["capabilities"]["ambient"], &json!([]));
         if !setup {
             for e in out["env"].as_array().unwrap() {
-                let (_, v) = e.as_str().unwrap().split_once('=').unwrap();
-                prop_assert!(secret_value_kind(v).is_none());
+                let (n, v) = e.as_str().unwrap().split_once('=').unwrap();
+                prop_assert!(!SECRET_VALUES.iter().any(|p| v.contains(p)), "a planted value survived for {n}");
+                prop_assert!(!SECRET_NAMES.contains(&n), "{n} survived");
             }
         }
     }

@@ -232,11 +232,14 @@ pub fn enforce_exec(
             })
         }
         Decision::Allowed { spec, report } => {
-            let argv: Vec<String> = spec
+            let args: Vec<&str> = spec
                 .get("args")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).map(redact_arg).collect())
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
+            // one redactor for every argv agentbox records (agentbox-secrets,
+            // with the node's [env] secret_rules)
+            let argv = policy.secrets().redact_argv(&args);
             let env_names: Vec<String> = spec
                 .get("env")
                 .and_then(Value::as_array)
@@ -266,38 +269,35 @@ pub fn enforce_exec(
     }
 }
 
-fn looks_like_secret(v: &str) -> bool {
-    agentbox_policy::secret_value_kind(v).is_some()
-}
-
-/// An exec argument as it may appear in the audit log: a secret-looking
-/// argument (or the value part of `--flag=value`) is replaced.
-pub fn redact_arg(arg: &str) -> String {
-    if let Some((k, v)) = arg.split_once('=') {
-        if !k.contains(char::is_whitespace)
-            && (looks_like_secret(v) || agentbox_policy::secret_name(k.trim_start_matches('-')))
-        {
-            return format!("{k}=[redacted]");
-        }
-    }
-    if looks_like_secret(arg) {
-        return "[redacted]".to_string();
-    }
-    // a secret embedded in a shell command line
-    if arg
-        .split(|c: char| c.is_whitespace() || c == '\'' || c == '"')
-        .any(|w| {
-            looks_like_secret(w) || w.split_once('=').is_some_and(|(_, v)| looks_like_secret(v))
-        })
-    {
-        return "[redacted]".to_string();
-    }
-    arg.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn audited_argv(args: &[&str]) -> (Vec<String>, String) {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = AuditLog::new(tmp.path().join("audit.jsonl"));
+        let policy = Policy::from_profile(agentbox_policy::Profile::Sensitive);
+        let subject = Subject::from_annotations("default", "c1", None);
+        let process = json!({"args": args, "cwd": "/", "env": ["PATH=/bin"]});
+        enforce_exec(
+            &policy,
+            &log,
+            &subject,
+            &Map::new(),
+            "e1",
+            &serde_json::to_vec(&process).unwrap(),
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(tmp.path().join("audit.jsonl")).unwrap();
+        let rec: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        let argv = rec["argv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect();
+        (argv, text)
+    }
 
     #[test]
     fn sandbox_pid_from_the_sibling_bundle() {
@@ -319,15 +319,56 @@ mod tests {
         assert_eq!(sandbox_pid(&app, None), None);
     }
 
+    /// The command lines that leaked before (issue 7, item 6): the audit
+    /// log has neither the planted value nor a changed ordinary argument.
     #[test]
-    fn redacts_secret_arguments() {
+    fn exec_argv_is_redacted_in_the_audit_log() {
+        let pw = "hunter2hunter2";
         let tok = format!("ghp_{}", "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8");
-        assert_eq!(redact_arg(&tok), "[redacted]");
-        assert_eq!(redact_arg(&format!("--token={tok}")), "--token=[redacted]");
-        assert_eq!(redact_arg("--password=hunter2"), "--password=[redacted]");
-        let shell = format!("curl -H 'Authorization: token {tok}' https://example.invalid");
-        assert_eq!(redact_arg(&shell), "[redacted]");
-        assert_eq!(redact_arg("ls"), "ls");
-        assert_eq!(redact_arg("--color=auto"), "--color=auto");
+        let cases: Vec<Vec<String>> = vec![
+            vec![
+                "sh".into(),
+                "-c".into(),
+                format!("export DB_PASSWORD={pw} && ./run"),
+            ],
+            vec!["mysql".into(), "--password".into(), pw.into(), "db".into()],
+            vec![
+                "mysql".into(),
+                "-uroot".into(),
+                format!("-p{pw}"),
+                "db".into(),
+            ],
+            vec![
+                "curl".into(),
+                "-H".into(),
+                format!("Authorization: Bearer {pw}"),
+                "https://x.example".into(),
+            ],
+            vec![
+                "curl".into(),
+                "-u".into(),
+                format!("user:{pw}"),
+                "https://x.example".into(),
+            ],
+            vec![
+                "git".into(),
+                "clone".into(),
+                format!("https://user:{pw}@git.example/x.git"),
+            ],
+            vec!["echo".into(), tok.clone()],
+        ];
+        for c in cases {
+            let args: Vec<&str> = c.iter().map(String::as_str).collect();
+            let (argv, text) = audited_argv(&args);
+            assert_eq!(argv.len(), args.len());
+            assert!(
+                !text.contains(pw) && !text.contains(&tok),
+                "leaked: {argv:?}"
+            );
+            assert!(argv.iter().any(|a| a.contains("[redacted]")), "{argv:?}");
+            assert_eq!(argv[0], args[0]);
+        }
+        let (argv, _) = audited_argv(&["ls", "-la", "--color=auto", "/tmp"]);
+        assert_eq!(argv, ["ls", "-la", "--color=auto", "/tmp"]);
     }
 }

@@ -50,7 +50,7 @@ fn what_the_agent_did_is_in_the_audit_log() {
     std::fs::write(&plan, "the agent's plan\n").unwrap();
     let ctd = start(
         &cfg,
-        "profile = \"sensitive\"",
+        "profile = \"sensitive\"\n[phases]\nsetup_containers = [\"setup\"]",
         &format!(
             "inject = [{{ source = \"{}\", destination = \"/workspace/plan.txt\" }}]",
             plan.display()

@@ -152,7 +152,13 @@ fn setup_phase_keeps_secrets_agent_phase_does_not() {
         return;
     }
     let cfg = ConfigDir::new();
-    let ctd = start(&cfg, "profile = \"standard\"", "");
+    // an admin's extra format (issue 12): the node's rules apply in the shim
+    let top = "profile = \"standard\"\n\
+               [[env.secret_rules]]\n\
+               id = \"acme-api-token\"\n\
+               prefix = \"acme_\"\n\
+               length = 32\n";
+    let ctd = start(&cfg, top, "");
     let cri = ctd.cri().expect("CRI client");
     let pod = cri
         .run_pod(
@@ -164,13 +170,20 @@ fn setup_phase_keeps_secrets_agent_phase_does_not() {
         )
         .expect("RunPodSandbox");
     let token = format!("glpat-{}", "AbCdEfGhIjKlMnOpQrSt");
+    // under innocuous names: a built-in format from the issue's examples and
+    // the node's own rule
+    let docker = format!("dckr_pat_{}", "Q7rT2yU9iO4pA6sD1fG8hJ3kL5z");
+    let acme = format!("acme_{}", "Zx4Cv7Bn2Mq9Wk3Er6Ty1Ui8Op5As0Df");
     let mk = |name: &str| {
         ContainerSpec::new(name, BUSYBOX_IMAGE)
             .command(["sh", "-c"])
-            .args([
-                "if [ -n \"$REPO_TOKEN\" ]; then echo has-token; else echo no-token; fi; exit 4",
-            ])
+            .args(
+                ["for v in REPO_TOKEN DOCKER UPSTREAM; do eval \"x=\\$$v\"; \
+                 if [ -n \"$x\" ]; then echo has-$v; else echo no-$v; fi; done; exit 4"],
+            )
             .env("REPO_TOKEN", &token)
+            .env("DOCKER", &docker)
+            .env("UPSTREAM", &acme)
     };
     let setup = cri
         .create_container(&pod, &mk("setup"))
@@ -188,8 +201,10 @@ fn setup_phase_keeps_secrets_agent_phase_does_not() {
     assert_eq!(cri.wait_container_exit(&agent, T).expect("agent exits"), 4);
     let s = cri.container_log_text(&pod, "setup", None).unwrap();
     let a = cri.container_log_text(&pod, "agent", None).unwrap();
-    assert!(s.contains("has-token"), "setup container: {s:?}");
-    assert!(a.contains("no-token"), "agent container: {a:?}");
+    for v in ["REPO_TOKEN", "DOCKER", "UPSTREAM"] {
+        assert!(s.contains(&format!("has-{v}")), "setup container: {s:?}");
+        assert!(a.contains(&format!("no-{v}")), "agent container: {a:?}");
+    }
 
     let recs = audit(cfg.path());
     let phase = |name: &str| {
@@ -202,9 +217,27 @@ fn setup_phase_keeps_secrets_agent_phase_does_not() {
     assert!(recs
         .iter()
         .any(|r| r["event"] == "exit" && r["exit_status"] == 4));
-    assert!(!std::fs::read_to_string(cfg.path().join("audit.jsonl"))
-        .unwrap()
-        .contains(&token));
+    // the agent's record names the detector rules, never a value
+    let rules: Vec<String> = recs
+        .iter()
+        .find(|r| r["event"] == "create" && r["container"] == "agent")
+        .and_then(|r| r["changes"].as_array())
+        .map(|c| {
+            c.iter()
+                .filter_map(|c| c["detail"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    for rule in ["name-token", "docker-hub-token", "acme-api-token"] {
+        assert!(rules.iter().any(|r| r == rule), "{rule} not in {rules:?}");
+    }
+    let text = std::fs::read_to_string(cfg.path().join("audit.jsonl")).unwrap();
+    for value in [&token, &docker, &acme] {
+        assert!(
+            !text.contains(value.as_str()),
+            "a value is in the audit log"
+        );
+    }
     for id in [&setup, &agent] {
         cri.remove_container(id).expect("RemoveContainer");
     }

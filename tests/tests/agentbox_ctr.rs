@@ -340,7 +340,7 @@ fn terminals(backend: Backend) {
     let text = out(&o);
     assert!(text.contains("exec-42"), "{text}\n{}", err(&o));
     assert_eq!(o.status.code(), Some(6));
-    // a non-terminal exec with stdin
+    // a non-terminal exec with stdin, its command line carrying a secret
     let o = s.ctd.ctr(&[
         "task",
         "exec",
@@ -349,7 +349,7 @@ fn terminals(backend: Backend) {
         &id2,
         "sh",
         "-c",
-        "echo plain; exit 3",
+        "export DB_PASSWORD=hunter2e2e && echo plain; exit 3",
     ]);
     assert_eq!(
         (o.status.code(), out(&o).as_str()),
@@ -362,6 +362,17 @@ fn terminals(backend: Backend) {
         recs.iter()
             .any(|r| r["event"] == "exec" && r["exec_id"] == "e1" && r["argv"][0] == "sh"),
         "{recs:#?}"
+    );
+    // the exec's argv is audited redacted (agentbox-secrets)
+    assert!(
+        recs.iter().any(|r| r["exec_id"] == "e2"
+            && r["argv"][2] == "export DB_PASSWORD=[redacted] && echo plain; exit 3"),
+        "{recs:#?}"
+    );
+    let text = std::fs::read_to_string(s.cfg.path().join("audit.jsonl")).unwrap();
+    assert!(
+        !text.contains("hunter2e2e"),
+        "the audit log leaks the exec's secret"
     );
     let k = s.ctd.ctr(&["task", "kill", "-s", "KILL", &id2]);
     assert!(k.status.success(), "{}", err(&k));

@@ -14,21 +14,24 @@ fn ctx(tgid: i32) -> Ctx {
     }
 }
 
+/// Stands in for the shim's detector: anything with `ghp_` is a secret.
+struct Ghp;
+
+impl crate::Redact for Ghp {
+    fn argv(&self, argv: &[String]) -> Vec<String> {
+        argv.iter().map(|s| self.text(s)).collect()
+    }
+    fn text(&self, s: &str) -> String {
+        if s.contains("ghp_") {
+            "[redacted]".into()
+        } else {
+            s.to_string()
+        }
+    }
+}
+
 fn tracker(cfg: ActivityConfig) -> Tracker {
-    Tracker::new(
-        cfg,
-        Box::new(|a: &[String]| {
-            a.iter()
-                .map(|s| {
-                    if s.contains("ghp_") {
-                        "[redacted]".into()
-                    } else {
-                        s.clone()
-                    }
-                })
-                .collect()
-        }),
-    )
+    Tracker::new(cfg, Box::new(Ghp))
 }
 
 fn open(tgid: i32, path: &str, flags: u32, result: i64) -> Event {
@@ -143,6 +146,40 @@ fn argv_is_redacted() {
         }],
     );
     assert_eq!(out[0].fields["argv"], json!(["git", "[redacted]"]));
+}
+
+/// Every string a process chose goes through the redactor, not only argv:
+/// the binary, the working directory, file paths and unix socket addresses.
+#[test]
+fn paths_binary_cwd_and_socket_addresses_are_redacted() {
+    let mut t = tracker(ActivityConfig::default());
+    let mut c = ctx(6);
+    c.cwd = "/tmp/ghp_cwd".into();
+    let out = run(
+        &mut t,
+        vec![
+            Event::Exec {
+                ctx: c.clone(),
+                binary: "/tmp/ghp_bin".into(),
+                argv: vec!["x".into()],
+            },
+            open(6, "/tmp/ghp_file", 0o101, 3),
+            Event::Net {
+                ctx: c,
+                call: NetCall::Connect,
+                addr: Some(SockAddr::Unix("/run/ghp_sock".into())),
+                result: 0,
+            },
+            exit(6, 0),
+        ],
+    );
+    let text = serde_json::to_string(&out.iter().map(|r| &r.fields).collect::<Vec<_>>()).unwrap();
+    assert!(!text.contains("ghp_"), "{text}");
+    let by = |ev: &str| out.iter().find(|r| r.event == ev).unwrap();
+    assert_eq!(by("process").fields["binary"], "[redacted]");
+    assert_eq!(by("process").fields["cwd"], "[redacted]");
+    assert_eq!(by("file").fields["path"], "[redacted]");
+    assert_eq!(by("connect").fields["address"], "[redacted]");
 }
 
 #[test]

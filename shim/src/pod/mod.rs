@@ -95,6 +95,8 @@ impl Pod {
                 container: None,
                 ..c.subject.clone()
             },
+            // the node policy's detector: [env] secret_rules apply too
+            Box::new(activity::SecretsRedactor::Node(c.cfg.clone())),
         )?;
         let _ = c.audit.record(
             "activity",

@@ -72,7 +72,10 @@ const MAX_FRAME: usize = agentbox_activity::wire::MAX_FRAME;
 impl ActivitySink {
     /// Listen for the sandbox `sandbox_id` in `socket_dir`, write the
     /// pod-init config into `bundle`, and start the threads. Records go to
-    /// `audit`, about the containers in `containers` (`pod` for the rest).
+    /// `audit`, about the containers in `containers` (`pod` for the rest);
+    /// argv goes through `redact` first.
+    // (each argument is a separate piece of the daemon's state the threads need)
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         cfg: &ActivityConfig,
         socket_dir: &Path,
@@ -81,6 +84,7 @@ impl ActivitySink {
         audit: Arc<AuditLog>,
         containers: Arc<Containers>,
         pod: Subject,
+        redact: agentbox_activity::Redactor,
     ) -> Result<ActivitySink, String> {
         let listener = Arc::new(
             socket::Listener::bind(socket_dir, sandbox_id)
@@ -98,7 +102,7 @@ impl ActivitySink {
             .map_err(|e| format!("cannot start the activity writer: {e}"))?;
 
         let state: Arc<(Mutex<State>, Condvar)> = Arc::default();
-        let pipeline = Pipeline::new(cfg.clone(), Box::new(redact_argv));
+        let pipeline = Pipeline::new(cfg.clone(), redact);
         let (l, st) = (listener.clone(), state.clone());
         let reader = std::thread::Builder::new()
             .name("activity-reader".into())
@@ -166,10 +170,33 @@ impl ActivitySink {
     }
 }
 
-/// Argv as the audit log may show it. The one place the activity sink
-/// redacts: the same rules as exec argv.
-pub fn redact_argv(argv: &[String]) -> Vec<String> {
-    argv.iter().map(|a| crate::enforce::redact_arg(a)).collect()
+/// The activity audit's redactor: the secret detector (`agentbox-secrets`,
+/// the redactor of exec argv too) on argv and on every path, working
+/// directory and socket address. The daemon passes the node policy's
+/// detector, so `[env] secret_rules` apply.
+pub enum SecretsRedactor {
+    /// The built-in rules.
+    Builtin,
+    /// The node config's policy: built-in rules plus `[env] secret_rules`.
+    Node(Arc<crate::config::Config>),
+}
+
+impl SecretsRedactor {
+    fn detector(&self) -> &agentbox_secrets::Detector {
+        match self {
+            SecretsRedactor::Builtin => agentbox_secrets::Detector::builtin(),
+            SecretsRedactor::Node(cfg) => cfg.policy.secrets(),
+        }
+    }
+}
+
+impl agentbox_activity::Redact for SecretsRedactor {
+    fn argv(&self, argv: &[String]) -> Vec<String> {
+        self.detector().redact_argv(argv)
+    }
+    fn text(&self, text: &str) -> String {
+        self.detector().redact_text(text)
+    }
 }
 
 fn read_loop(

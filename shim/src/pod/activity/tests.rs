@@ -84,6 +84,7 @@ fn records_reach_the_audit_log_about_their_container_without_the_environment() {
         audit.clone(),
         containers,
         pod,
+        Box::new(SecretsRedactor::Builtin),
     )
     .unwrap();
     // the pod-init config runsc reads names the socket
@@ -162,6 +163,7 @@ fn a_sandbox_that_never_connects_is_an_error() {
         Arc::new(AuditLog::new(dir.path().join("a.jsonl"))),
         Arc::default(),
         Subject::default(),
+        Box::new(SecretsRedactor::Builtin),
     )
     .unwrap();
     let e = sink.wait_connected(Duration::from_millis(100)).unwrap_err();
@@ -182,6 +184,7 @@ fn an_unusable_socket_directory_is_an_error() {
         Arc::new(AuditLog::new(dir.path().join("a.jsonl"))),
         Arc::default(),
         Subject::default(),
+        Box::new(SecretsRedactor::Builtin),
     )
     .err()
     .unwrap();

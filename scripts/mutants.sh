@@ -1,0 +1,67 @@
+#!/bin/bash
+# Mutation testing (issue 13): break the code on purpose, one mutant at a
+# time, and check the tests notice. A missed or timed-out mutant fails the
+# run unless mutants/allowed.txt lists it with the reason it is acceptable.
+#
+#   scripts/mutants.sh                 # every file .cargo/mutants.toml examines
+#   scripts/mutants.sh --no-config -p agentbox-policy -f policy-injector/src/mounts.rs   # a subset
+#   scripts/mutants.sh --check DIR     # only compare an existing mutants.out
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+allowed=mutants/allowed.txt
+out=.work/mutants
+
+# the mutant's identity without its line and column, which move with edits
+key() { sed -E 's/^([^:]+):[0-9]+:[0-9]+: /\1: /' "$@" | sort -u; }
+
+check() {
+    local dir=$1
+    local found
+    found=$(cat "$dir/missed.txt" "$dir/timeout.txt" 2>/dev/null | key || true)
+    local ok
+    ok=$({ grep -v '^#' "$allowed" || true; } | sed -E 's/[[:space:]]+# .*$//' | { grep -v '^$' || true; } | sort -u)
+    local new
+    new=$(comm -23 <(echo "$found" | { grep -v "^$" || true; }) <(echo "$ok"))
+    {
+        echo "caught:   $(wc -l < "$dir/caught.txt")"
+        echo "missed:   $(wc -l < "$dir/missed.txt")"
+        echo "timeout:  $(wc -l < "$dir/timeout.txt")"
+        echo "unviable: $(wc -l < "$dir/unviable.txt")"
+    } | tee "$dir/summary.txt"
+    if [ -n "$new" ]; then
+        echo "mutants the tests did not catch and $allowed does not explain:" >&2
+        echo "$new" >&2
+        return 1
+    fi
+    echo "every missed mutant is listed in $allowed with its reason"
+}
+
+if [ "${1:-}" = "--check" ]; then
+    check "$2"
+    exit
+fi
+
+command -v cargo-mutants >/dev/null || cargo install --locked cargo-mutants
+
+# one package at a time: each builds only its own crate and dependencies
+run() {
+    local name=$1
+    shift
+    mkdir -p "$out/$name"
+    local start
+    start=$(date +%s)
+    # cargo-mutants exits non-zero when a mutant is missed: the allowlist decides
+    cargo mutants --no-shuffle --output "$out/$name" "$@" || true
+    echo "$name: run time $(( $(date +%s) - start )) s"
+    check "$out/$name/mutants.out"
+}
+
+if [ $# -gt 0 ]; then
+    run custom "$@"
+else
+    status=0
+    run policy -p agentbox-policy || status=1
+    run shim -p agentbox-shim || status=1
+    exit $status
+fi
