@@ -580,15 +580,13 @@ fn report(sides: &[Side], res: &Results) {
             .and_then(|m| m.get(phase))
             .map(|v| median(v))
     };
-    let groups: [(&str, Box<dyn Fn(&Side) -> bool>); 2] = [
-        (
-            "Debian 12's runsc (2022-12-19)",
-            Box::new(|s: &Side| !s.key.contains("2024")),
-        ),
-        (
-            "trixie's runsc (2024-07-29), for comparison",
-            Box::new(|s: &Side| s.key.contains("2024") || s.key == "runc"),
-        ),
+    let groups: [(&str, fn(&Side) -> bool); 2] = [
+        ("Debian 12's runsc (2022-12-19)", |s| {
+            !s.key.contains("2024")
+        }),
+        ("trixie's runsc (2024-07-29), for comparison", |s| {
+            s.key.contains("2024") || s.key == "runc"
+        }),
     ];
     for (title, pick) in groups {
         let cols: Vec<&Side> = sides.iter().filter(|s| pick(s)).collect();

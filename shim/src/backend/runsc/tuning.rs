@@ -197,7 +197,7 @@ pub fn flags(
             } else {
                 "ptrace"
             }
-        } else if caps.platforms.iter().any(|p| *p == cfg.platform) {
+        } else if caps.platforms.contains(&cfg.platform) {
             cfg.platform.as_str()
         } else {
             return Err(format!(
