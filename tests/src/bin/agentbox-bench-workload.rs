@@ -572,6 +572,9 @@ fn run_ctr(
     check(&out?, &phases)
 }
 
+/// Which sides a report table shows.
+type Pick = fn(&Side) -> bool;
+
 fn report(sides: &[Side], res: &Results) {
     let phases: Vec<String> = all().iter().flat_map(|w| w.phases()).collect();
     let med = |key: &str, phase: &str| {
@@ -580,7 +583,7 @@ fn report(sides: &[Side], res: &Results) {
             .and_then(|m| m.get(phase))
             .map(|v| median(v))
     };
-    let groups: [(&str, fn(&Side) -> bool); 2] = [
+    let groups: [(&str, Pick); 2] = [
         ("Debian 12's runsc (2022-12-19)", |s| {
             !s.key.contains("2024")
         }),
