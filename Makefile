@@ -6,7 +6,7 @@ CARGO ?= cargo
 # time is what a 2-core machine takes without timing out.
 E2E_THREADS ?= 2
 
-.PHONY: all deps build release test lint unit e2e test-matrix test-flood demo bench bench-policy bench-secrets bench-shim bench-workload bench-activity bench-node node-image runtimeclass mutants clean
+.PHONY: all deps build release test lint unit e2e test-matrix test-flood demo bench bench-policy bench-secrets bench-shim bench-activity bench-node node-image runtimeclass mutants soak bench-net bench-workload clean
 
 all: build
 
@@ -47,7 +47,7 @@ demo: deps
 	$(CARGO) build -p agentbox-e2e --bin agentbox-demo
 	$(CARGO) run -q -p agentbox-e2e --bin agentbox-demo
 
-bench: bench-policy bench-secrets bench-shim bench-activity bench-node
+bench: bench-policy bench-secrets bench-shim bench-activity bench-node bench-net
 
 bench-policy:
 	$(CARGO) bench -p agentbox-policy --bench apply
@@ -68,6 +68,19 @@ bench-workload: release
 	$(CARGO) build --release -p agentbox-e2e --bin agentbox-bench-workload
 	scripts/fetch-runsc.sh trixie || echo "bench-workload: no trixie runsc, Debian 12's only"
 	$(CARGO) run --release -q -p agentbox-e2e --bin agentbox-bench-workload
+
+# Reliability at full scale (RELIABILITY.md): 300 pods churned, 100 idle
+# pods, a pod with 2,000 ExecSync and 200 restarts, every fault 20 times,
+# against the release shim (the test harness itself in the dev profile: an
+# LTO build of it costs more than it saves); prints the figures. `make test`
+# runs the same scenarios at a short scale (agentbox_soak, agentbox_soak_faults).
+soak: release
+	AGENTBOX_SHIM_DIR=$(CURDIR)/target/release AGENTBOX_SOAK=full $(CARGO) test -p agentbox-e2e --test agentbox_soak --test agentbox_soak_faults -- --test-threads=1 --nocapture
+
+# Pod egress: rule install, pod start with/without [network], iperf3, DNS.
+bench-net: release
+	$(CARGO) build --release -p agentbox-e2e --bin agentbox-netbench
+	$(CARGO) run --release -q -p agentbox-e2e --bin agentbox-netbench
 
 # The activity audit's cost: a build-like workload with it off and on, as ratios.
 bench-activity: release

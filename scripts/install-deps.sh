@@ -7,7 +7,8 @@ need=""
 have() { command -v "$1" >/dev/null 2>&1; }
 for pair in containerd:containerd ctr:containerd runc:runc runsc:runsc \
             busybox:busybox-static umoci:umoci skopeo:skopeo protoc:protobuf-compiler \
-            ip:iproute2 nft:nftables gcc:gcc script:bsdutils buildah:buildah npm:npm; do
+            ip:iproute2 nft:nftables gcc:gcc script:bsdutils buildah:buildah npm:npm \
+            dnsmasq:dnsmasq-base iperf3:iperf3 nsenter:util-linux; do
     bin=${pair%%:*}; pkg=${pair#*:}
     have "$bin" || need="$need $pkg"
 done

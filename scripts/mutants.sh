@@ -1,7 +1,9 @@
 #!/bin/bash
 # Mutation testing (issue 13): break the code on purpose, one mutant at a
-# time, and check the tests notice. A missed or timed-out mutant fails the
-# run unless mutants/allowed.txt lists it with the reason it is acceptable.
+# time, and check the tests notice. A missed mutant fails the run unless
+# mutants/allowed.txt lists it with the reason it is acceptable. A timeout
+# (the mutant made the tests hang: an infinite loop) counts as caught and is
+# shown in the summary; rerun on an idle machine if there are many.
 #
 #   scripts/mutants.sh                 # every file .cargo/mutants.toml examines
 #   scripts/mutants.sh --no-config -p agentbox-policy -f policy-injector/src/mounts.rs   # a subset
@@ -18,7 +20,7 @@ key() { sed -E 's/^([^:]+):[0-9]+:[0-9]+: /\1: /' "$@" | sort -u; }
 check() {
     local dir=$1
     local found
-    found=$(cat "$dir/missed.txt" "$dir/timeout.txt" 2>/dev/null | key || true)
+    found=$(key "$dir/missed.txt" 2>/dev/null || true)
     local ok
     ok=$({ grep -v '^#' "$allowed" || true; } | sed -E 's/[[:space:]]+# .*$//' | { grep -v '^$' || true; } | sort -u)
     local new

@@ -13,6 +13,9 @@ pub const ANN_PROFILE: &str = "agentbox.dev/profile";
 pub const ANN_READONLY: &str = "agentbox.dev/readonly-mounts";
 pub const ANN_STRIP_ENV: &str = "agentbox.dev/strip-env";
 pub const ANN_SETUP: &str = "agentbox.dev/setup-containers";
+/// The pod's network mode; may only tighten the node's `[network]` (the shim
+/// enforces that, `agentbox_netpolicy` decides it).
+pub const ANN_NETWORK: &str = "agentbox.dev/network";
 pub const CRI_CONTAINER_NAME: &str = "io.kubernetes.cri.container-name";
 pub const CRI_CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
 
@@ -164,6 +167,15 @@ pub(crate) fn effective(
                         ));
                     }
                     eff.strip.push(NameGlob::new(p));
+                }
+            }
+            ANN_NETWORK => {
+                if !matches!(v.trim(), "offline" | "allowlist" | "open") {
+                    return Err(Refusal::new(
+                        RULE,
+                        k.as_str(),
+                        format!("annotation {k} must be \"offline\", \"allowlist\" or \"open\""),
+                    ));
                 }
             }
             ANN_SETUP => setup_names = Some(v),

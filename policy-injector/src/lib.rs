@@ -391,9 +391,59 @@ pub fn apply_process(
     })
 }
 
+/// Rules for a resource update of a running container (the `LinuxResources`
+/// JSON containerd passes in `UpdateTaskRequest.resources`): the same
+/// device-cgroup rule as at create, so an update cannot re-open the devices
+/// the policy closed. Err only for malformed input.
+pub fn apply_resources(policy: &Policy, resources: &[u8]) -> Result<Decision, InputError> {
+    let mut v = input::parse(resources)?;
+    let mut rec = Recorder::default();
+    let Value::Object(res) = &mut v else {
+        return Ok(rejected(
+            Who::node(policy, None),
+            rec,
+            Refusal::new(
+                "input.malformed",
+                "resources",
+                "malformed resources: not a JSON object".to_string(),
+            ),
+        ));
+    };
+    linux::device_rules(res, "resources", &mut rec);
+    Ok(Decision::Allowed {
+        spec: v,
+        report: Who::node(policy, None).report(None, rec.changes),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resource_updates_cannot_reopen_devices() {
+        let p = Policy::from_profile(Profile::Standard);
+        let upd = br#"{"memory":{"limit":1000},"devices":[{"allow":false,"access":"rwm"},{"allow":true,"type":"c","major":1,"minor":3,"access":"rwm"},{"allow":true,"access":"rwm"},{"allow":true,"type":"b","access":"rwm"}]}"#;
+        let Decision::Allowed { spec, report } = apply_resources(&p, upd).unwrap() else {
+            panic!("allowed")
+        };
+        let devs = spec["devices"].as_array().unwrap();
+        assert_eq!(devs[1]["minor"], 3, "a specific rule stays");
+        for i in [2, 3] {
+            assert_eq!(
+                devs[i],
+                serde_json::json!({"allow": false, "access": "rwm"})
+            );
+        }
+        assert_eq!(spec["memory"]["limit"], 1000);
+        let targets: Vec<_> = report.changes.iter().map(|c| c.target.as_str()).collect();
+        assert_eq!(targets, ["resources.devices[2]", "resources.devices[3]"]);
+        assert!(matches!(
+            apply_resources(&p, b"[1]").unwrap(),
+            Decision::Rejected { .. }
+        ));
+        assert!(apply_resources(&p, b"{nope").is_err());
+    }
 
     fn assert_send_sync<T: Send + Sync + Clone + std::fmt::Debug>() {}
 

@@ -75,6 +75,23 @@ fn broad_allow(rule: &Map<String, Value>) -> bool {
     ty == "a" || ty.is_empty() || wild("major") || wild("minor")
 }
 
+/// Allow-all device rules of a `LinuxResources` object (`at` names it in the
+/// report) become deny-all (`linux.device-cgroup`).
+pub(crate) fn device_rules(res: &mut Map<String, Value>, at: &str, rec: &mut Recorder) {
+    if let Some(Value::Array(rules)) = res.get_mut("devices") {
+        for (i, r) in rules.iter_mut().enumerate() {
+            if r.as_object().is_some_and(broad_allow) {
+                *r = json!({"allow": false, "access": "rwm"});
+                rec.push(
+                    "linux.device-cgroup",
+                    format!("{at}.devices[{i}]"),
+                    "replaced",
+                );
+            }
+        }
+    }
+}
+
 /// Masked/read-only paths (`linux.masked-paths`, `linux.readonly-paths`), host
 /// devices (`linux.devices`), allow-all device rules (`linux.device-cgroup`),
 /// unsafe sysctls (`linux.sysctl`).
@@ -103,18 +120,7 @@ pub(crate) fn apply(linux: &mut Map<String, Value>, rec: &mut Recorder) {
     }
 
     if let Some(Value::Object(res)) = linux.get_mut("resources") {
-        if let Some(Value::Array(rules)) = res.get_mut("devices") {
-            for (i, r) in rules.iter_mut().enumerate() {
-                if r.as_object().is_some_and(broad_allow) {
-                    *r = json!({"allow": false, "access": "rwm"});
-                    rec.push(
-                        "linux.device-cgroup",
-                        format!("linux.resources.devices[{i}]"),
-                        "replaced",
-                    );
-                }
-            }
-        }
+        device_rules(res, "linux.resources", rec);
     }
 
     if let Some(Value::Object(sysctl)) = linux.get_mut("sysctl") {

@@ -168,8 +168,13 @@ fn run(cli: Cli) -> Result<Outcome> {
     }
     match mode {
         "explain" => {
-            explain(decision.report())?;
-            Ok(outcome(&decision))
+            let network = explain_network(&c, &bytes)?;
+            explain(decision.report(), &network)?;
+            Ok(if network.is_ok() {
+                outcome(&decision)
+            } else {
+                Outcome::Rejected
+            })
         }
         _ => match decision {
             Decision::Allowed { spec, .. } => {
@@ -202,7 +207,33 @@ fn outcome(d: &Decision) -> Outcome {
     }
 }
 
-fn explain(r: &Report) -> Result<()> {
+/// The pod's effective network policy (the config's `[network]` and the
+/// spec's `agentbox.dev/network` annotation): its text, or why the shim
+/// would refuse the pod.
+fn explain_network(c: &Common, spec: &[u8]) -> Result<std::result::Result<String, String>> {
+    let cfg = match &c.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            agentbox_netpolicy::NetworkConfig::from_document(&text)?
+        }
+        None => None,
+    };
+    let annotation = serde_json::from_slice::<serde_json::Value>(spec)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/annotations")?
+                .get(agentbox_netpolicy::ANNOTATION)?
+                .as_str()
+                .map(str::to_string)
+        });
+    Ok(agentbox_netpolicy::explain::explain(
+        cfg.as_ref(),
+        annotation.as_deref(),
+    ))
+}
+
+fn explain(r: &Report, network: &std::result::Result<String, String>) -> Result<()> {
     let mut out = String::new();
     out.push_str(&format!("profile {}, phase {}\n", r.profile, r.phase));
     for ch in &r.changes {
@@ -217,14 +248,18 @@ fn explain(r: &Report) -> Result<()> {
             ch.action, ch.rule, ch.target
         ));
     }
+    if let Ok(text) = network {
+        out.push_str(text);
+    }
     let n = r.changes.iter().filter(|c| c.action != "rejected").count();
-    match &r.reason {
-        None if n == 0 => out.push_str("allowed: no changes\n"),
-        None => out.push_str(&format!(
+    match (&r.reason, network) {
+        (None, Err(e)) => out.push_str(&format!("rejected: network: {e}\n")),
+        (None, Ok(_)) if n == 0 => out.push_str("allowed: no changes\n"),
+        (None, Ok(_)) => out.push_str(&format!(
             "allowed: {n} change{}\n",
             if n == 1 { "" } else { "s" }
         )),
-        Some(reason) => out.push_str(&format!("rejected: {reason}\n")),
+        (Some(reason), _) => out.push_str(&format!("rejected: {reason}\n")),
     }
     let mut stdout = std::io::stdout().lock();
     stdout

@@ -377,6 +377,8 @@ fn annotation_tricks() {
         ("agentbox.dev/allow-sockets", "true"),
         ("agentbox.dev/readonly-mounts", "relative/path"),
         ("agentbox.dev/strip-env", "A=B"),
+        ("agentbox.dev/network", "wide-open"),
+        ("agentbox.dev/network", ""),
     ] {
         let mut s = base();
         s["annotations"][k] = json!(v);
@@ -388,6 +390,18 @@ fn annotation_tricks() {
     let mut s = base();
     s["annotations"]["agentbox.dev/setup-containers"] = json!("agent");
     assert!(refused(apply_value(&p, s, &NoHostFs)).contains("agentbox.dev/setup-containers"));
+}
+
+#[test]
+fn network_annotation_is_left_to_the_shim() {
+    // a mode name passes the policy (the shim refuses one that would loosen
+    // the node's [network], and applies one that tightens it)
+    for v in ["offline", "allowlist", "open"] {
+        let mut s = base();
+        s["annotations"]["agentbox.dev/network"] = json!(v);
+        let (spec, _) = allowed(apply_value(&sensitive(), s, &NoHostFs));
+        assert_eq!(spec["annotations"]["agentbox.dev/network"], json!(v));
+    }
 }
 
 #[test]

@@ -127,6 +127,69 @@ fn check_codes() {
 }
 
 #[test]
+fn explain_shows_the_pods_network_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("agentbox.toml");
+    std::fs::write(
+        &cfg,
+        "profile = \"standard\"\n[network]\nmode = \"offline\"\n[network.setup]\nmode = \"allowlist\"\nallow = [\"pypi.mirror.internal:443\"]\n",
+    )
+    .unwrap();
+    let f = fixture("cri-container.json");
+    let cfg_s = cfg.to_str().unwrap();
+    let o = run(&[
+        "explain",
+        "--no-host",
+        "--config",
+        cfg_s,
+        f.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", s(&o.stderr));
+    let out = s(&o.stdout);
+    assert!(out.contains("setup  allowlist"), "{out}");
+    assert!(out.contains("allow pypi.mirror.internal:443"), "{out}");
+    assert!(out.contains("agent  offline: no egress, no DNS"), "{out}");
+    assert!(
+        out.lines().last().unwrap().starts_with("allowed: "),
+        "{out}"
+    );
+    // a pod annotation that would open it: refused, as the shim would
+    let mut spec: Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+    spec["annotations"]["agentbox.dev/network"] = "open".into();
+    let loose = dir.path().join("loose.json");
+    std::fs::write(&loose, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let o = run(&[
+        "explain",
+        "--no-host",
+        "--config",
+        cfg_s,
+        loose.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 2, "{}", s(&o.stdout));
+    assert!(
+        s(&o.stdout)
+            .lines()
+            .last()
+            .unwrap()
+            .contains("would loosen"),
+        "{}",
+        s(&o.stdout)
+    );
+    // one that tightens: every phase offline
+    spec["annotations"]["agentbox.dev/network"] = "offline".into();
+    std::fs::write(&loose, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let o = run(&[
+        "explain",
+        "--no-host",
+        "--config",
+        cfg_s,
+        loose.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", s(&o.stdout));
+    assert!(s(&o.stdout).contains("setup  offline"), "{}", s(&o.stdout));
+}
+
+#[test]
 fn explain_lists_changes_and_summary() {
     let f = fixture("env-secrets.json");
     let o = run(&["explain", "--no-host", f.to_str().unwrap()]);

@@ -244,3 +244,32 @@ fn a_refused_setup_annotation_names_what_the_node_allows() {
     let reason = refused(apply_value(&sensitive(), spec, &NoHostFs));
     assert!(reason.contains("allows: none"), "{reason}");
 }
+
+/// Hooks run on the host: each one is removed and reported once; empty or
+/// null lists are left as they are, with nothing reported.
+#[test]
+fn hooks_are_removed_and_reported_one_by_one() {
+    let mut spec = base();
+    spec["hooks"] = json!({
+        "prestart": [{"path": "/usr/bin/a"}, {"path": "/usr/bin/b"}],
+        "poststart": null,
+        "poststop": [],
+    });
+    let (out, report) = allowed(apply_value(&standard(), spec, &NoHostFs));
+    assert!(out.get("hooks").is_none(), "{}", out["hooks"]);
+    let hooks: Vec<&str> = report
+        .changes
+        .iter()
+        .filter(|c| c.rule == "hooks.removed")
+        .map(|c| c.target.as_str())
+        .collect();
+    assert_eq!(hooks, ["prestart[0] /usr/bin/a", "prestart[1] /usr/bin/b"]);
+
+    for empty in [json!({"prestart": []}), json!({"prestart": null})] {
+        let mut spec = base();
+        spec["hooks"] = empty.clone();
+        let (out, report) = allowed(apply_value(&standard(), spec, &NoHostFs));
+        assert_eq!(out["hooks"], empty);
+        assert!(report.changes.is_empty(), "{:?}", report.changes);
+    }
+}

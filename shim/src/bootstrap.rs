@@ -153,12 +153,14 @@ pub fn start(flags: &Flags) -> Result<()> {
     };
     let path = socket_path(&address).to_string();
 
+    if let Some(dir) = Path::new(&path).parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    // Who owns the socket is decided under a lock: two `start`s for one pod
+    // at once must not both spawn a daemon (the loser's would be orphaned).
+    let _owner = lock_socket_dir(&path)?;
     let reused = std::os::unix::net::UnixStream::connect(&path).is_ok();
     if !reused {
-        if let Some(dir) = Path::new(&path).parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-        }
         let _ = std::fs::remove_file(&path);
         let listener =
             UnixListener::bind(&path).with_context(|| format!("cannot listen on {path}"))?;
@@ -188,6 +190,32 @@ pub fn start(flags: &Flags) -> Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// How long `start` waits for another `start` to decide a socket's owner.
+const OWNER_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// An exclusive lock on the folder of `socket` (a lock on the folder itself:
+/// no lock file is left behind), held while the socket's owner is decided.
+pub fn lock_socket_dir(socket: &str) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let dir = Path::new(socket).parent().unwrap_or(Path::new("/"));
+    let f = std::fs::File::open(dir).with_context(|| format!("cannot open {}", dir.display()))?;
+    let deadline = std::time::Instant::now() + OWNER_LOCK_WAIT;
+    loop {
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(f);
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(err).with_context(|| format!("cannot lock {}", dir.display()));
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!("timed out waiting for the lock on {}", dir.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 fn spawn_daemon(
@@ -273,6 +301,13 @@ pub fn delete(flags: &Flags) -> Result<()> {
             fields["delegate"] = d.delegate.clone().into();
         }
         let _ = audit.record("cleanup", &subject, fields);
+        if let Some(r) = crate::pod::network::cleanup_after_crash(&bundle) {
+            let fields = match r {
+                Ok(result) => serde_json::json!({"result": result}),
+                Err(e) => serde_json::json!({"result": "failed", "error": e}),
+            };
+            let _ = audit.record("network_cleanup", &subject, fields);
+        }
         reply = result?;
         // the dead daemon's socket (the bundle names it) would stay in
         // /run/containerd/s forever
@@ -350,7 +385,7 @@ pub async fn serve(flags: &Flags) -> Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
     let cfg = Config::load(&cfg_path)?;
-    let reaper = Arc::new(Reaper::new());
+    let reaper = Arc::new(Reaper::daemon());
     tokio::spawn(reaper.clone().run());
     let pod = Arc::new(Pod::new(
         flags.namespace.clone(),
@@ -381,7 +416,12 @@ pub async fn serve(flags: &Flags) -> Result<()> {
     let _ = tokio::task::spawn_blocking(move || p.close_activity()).await;
     // let the last reply reach containerd
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    let _ = std::fs::remove_file(socket_path(&flags.socket));
+    {
+        // a `start` for this pod now finds no socket and spawns a new daemon
+        let path = socket_path(&flags.socket);
+        let _owner = lock_socket_dir(path);
+        let _ = std::fs::remove_file(path);
+    }
     // containerd may keep its end open; do not wait on it forever
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), server.shutdown()).await;
     Ok(())

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use agentbox_activity::ActivityConfig;
+use agentbox_netpolicy::NetworkConfig;
 use agentbox_policy::{Policy, Profile};
 use serde::Deserialize;
 
@@ -23,7 +24,7 @@ pub enum ConfigError {
     Read { path: PathBuf, err: std::io::Error },
     #[error("agentbox config {path} is larger than {MAX_CONFIG_BYTES} bytes")]
     TooLarge { path: PathBuf },
-    #[error("agentbox config {origin} is not valid TOML for the shim tables: {message}")]
+    #[error("agentbox config {origin} is not valid: {message}")]
     Parse { origin: String, message: String },
     #[error("agentbox config {origin}: {message}")]
     Invalid { origin: String, message: String },
@@ -76,7 +77,21 @@ pub struct RuntimeConfig {
     pub sandbox: Option<SandboxKind>,
     /// The fast runsc configuration (`[runtime.tuning]`, runsc backend).
     pub tuning: crate::backend::runsc::tuning::TuningConfig,
+    /// How long one runsc command (create, start, kill, delete…) may take
+    /// before it is killed and the call fails. `runsc wait` has no limit.
+    pub runsc_timeout_seconds: u64,
+    /// Whether a container may be restored from a checkpoint (a Create with
+    /// `checkpoint` set). The policy rewrites the restored container's spec
+    /// but cannot see the process state inside the checkpoint, so only a
+    /// node admin who trusts where checkpoints come from turns this on.
+    pub allow_restore: bool,
 }
+
+/// Default for `[runtime] runsc_timeout_seconds`: far above the slowest
+/// `runsc create` measured here under load (RELIABILITY.md), and below the
+/// kubelet's 2-minute CRI request timeout, so a hung runsc fails the call
+/// with agentbox's error rather than the kubelet's deadline.
+pub const DEFAULT_RUNSC_TIMEOUT_SECONDS: u64 = 60;
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
@@ -90,6 +105,8 @@ impl Default for RuntimeConfig {
             shim_config: None,
             sandbox: None,
             tuning: Default::default(),
+            runsc_timeout_seconds: DEFAULT_RUNSC_TIMEOUT_SECONDS,
+            allow_restore: false,
         }
     }
 }
@@ -133,7 +150,7 @@ struct ShimTables {
     audit: AuditConfig,
     lifetime: LifetimeConfig,
     activity: ActivityConfig,
-    /// Egress settings (reserved for the egress issue); kept as-is.
+    /// Egress settings, validated by `agentbox-netpolicy`.
     network: Option<toml::Value>,
 }
 
@@ -147,7 +164,8 @@ pub struct Config {
     pub lifetime: LifetimeConfig,
     /// What the sandbox's processes did (gVisor runtime monitoring).
     pub activity: ActivityConfig,
-    pub network: Option<toml::Value>,
+    /// The pod's egress policy; `None`: agentbox leaves the pod network alone.
+    pub network: Option<NetworkConfig>,
     pub policy: Policy,
 }
 
@@ -156,19 +174,31 @@ impl Config {
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let tables: ShimTables = toml::from_str(text).map_err(|e| ConfigError::Parse {
             origin: origin.to_string(),
-            message: e.message().to_string(),
+            message: match e.span() {
+                Some(span) => format!("line {}: {}", line_of(text, span.start), e.message()),
+                None => e.message().to_string(),
+            },
         })?;
         let policy = Policy::from_toml_str(text).map_err(|source| ConfigError::Policy {
             origin: origin.to_string(),
             err: source,
         })?;
+        let network = tables
+            .network
+            .as_ref()
+            .map(NetworkConfig::from_toml)
+            .transpose()
+            .map_err(|e| ConfigError::Invalid {
+                origin: origin.to_string(),
+                message: e.to_string(),
+            })?;
         let cfg = Config {
             origin: origin.to_string(),
             runtime: tables.runtime,
             audit: tables.audit,
             lifetime: tables.lifetime,
             activity: tables.activity,
-            network: tables.network,
+            network,
             policy,
         };
         cfg.validate()?;
@@ -233,6 +263,9 @@ impl Config {
                 "runtime.backend = \"shim\" needs runtime.shim (the delegate shim binary)",
             ));
         }
+        if self.runtime.runsc_timeout_seconds == 0 {
+            return Err(self.invalid("runtime.runsc_timeout_seconds must be at least 1"));
+        }
         if !self.runtime.runsc_root.is_absolute() {
             return Err(self.invalid("runtime.runsc_root must be an absolute path"));
         }
@@ -281,6 +314,11 @@ impl Config {
             .collect()
     }
 
+    /// How long one runsc command may take.
+    pub fn runsc_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.runtime.runsc_timeout_seconds)
+    }
+
     /// What the workload is isolated with, as reported in audit records.
     pub fn sandbox_kind(&self) -> SandboxKind {
         match self.runtime.backend {
@@ -288,6 +326,15 @@ impl Config {
             Backend::Shim => self.runtime.sandbox.unwrap_or(SandboxKind::None),
         }
     }
+}
+
+/// The 1-based line of byte offset `at` in `text`.
+fn line_of(text: &str, at: usize) -> usize {
+    text.as_bytes()[..at.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
 }
 
 #[cfg(test)]
@@ -349,6 +396,57 @@ mod tests {
             e.to_string().contains("docker") || e.to_string().contains("variant"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn garbage_names_the_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("agentbox.toml");
+        std::fs::write(&p, "profile = \"standard\"\n[runtime]\n\u{1}garbage ]] =\n").unwrap();
+        let e = Config::load(&p).unwrap_err().to_string();
+        assert!(
+            e.contains(&p.display().to_string()) && e.contains("line 3"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn runsc_timeout_has_a_default_and_is_bounded() {
+        let c = Config::from_toml_str("", "t").unwrap();
+        assert_eq!(c.runsc_timeout().as_secs(), DEFAULT_RUNSC_TIMEOUT_SECONDS);
+        let c = Config::from_toml_str("[runtime]\nrunsc_timeout_seconds = 5\n", "t").unwrap();
+        assert_eq!(c.runsc_timeout().as_secs(), 5);
+        assert!(Config::from_toml_str("[runtime]\nrunsc_timeout_seconds = 0\n", "t").is_err());
+    }
+
+    #[test]
+    fn network_table_is_validated() {
+        let c = Config::from_toml_str(
+            "[network]\nmode = \"allowlist\"\nallow = [\"203.0.113.7:443\"]\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            c.network.unwrap().agent.mode,
+            agentbox_netpolicy::Mode::Allowlist
+        );
+        assert!(Config::from_toml_str("profile = \"standard\"\n", "t")
+            .unwrap()
+            .network
+            .is_none());
+        for (text, needle) in [
+            ("[network]\nmodes = \"offline\"\n", "modes"),
+            (
+                "[network]\nmode = \"allowlist\"\nallow = [\"10.0.0.1/8\"]\n",
+                "network.allow[0]",
+            ),
+            ("[network]\ndns = true\n", "network.dns"),
+        ] {
+            let e = Config::from_toml_str(text, "cfg.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle) && e.contains("cfg.toml"), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use agentbox_policy::{ApplyContext, Decision, Policy, RealHostFs, Report};
+use agentbox_policy::{ApplyContext, Decision, HostFs, Policy, Report};
 use serde_json::{json, Map, Value};
 
 use crate::audit::{AuditLog, Subject};
@@ -65,7 +65,10 @@ fn report_json(report: &Report) -> Value {
 
 /// Rewrite `<bundle>/config.json` under `policy`, record the decision, and
 /// return the rewritten spec. The audit record is written before the spec so
-/// nothing runs unaudited.
+/// nothing runs unaudited. `host` answers the policy's questions about
+/// mount sources; `proceed` is asked once they are answered, before anything
+/// is recorded or written (false: the caller gave up waiting).
+#[allow(clippy::too_many_arguments)]
 pub fn enforce_bundle(
     policy: &Policy,
     audit: &AuditLog,
@@ -73,6 +76,8 @@ pub fn enforce_bundle(
     namespace: &str,
     id: &str,
     extra: Value,
+    host: &dyn HostFs,
+    proceed: &dyn Fn() -> bool,
 ) -> Result<Enforced, EnforceError> {
     let path = bundle.join("config.json");
     let shown = path.display().to_string();
@@ -97,7 +102,13 @@ pub fn enforce_bundle(
     // the sandbox pid, that an app container's /proc/<pid>/ns/* are the pod's.
     let ctx = ApplyContext::with_bundle(bundle)
         .sandbox_pid(sandbox_pid(bundle, raw_annotations.as_ref()));
-    let decision = match agentbox_policy::apply_with(policy, &bytes, &RealHostFs, &ctx) {
+    let decision = agentbox_policy::apply_with(policy, &bytes, host, &ctx);
+    if !proceed() {
+        return Err(EnforceError::Input(
+            "the host answered after agentbox gave up waiting".into(),
+        ));
+    }
+    let decision = match decision {
         Ok(d) => d,
         Err(e) => {
             let reason = e.to_string();
@@ -124,10 +135,15 @@ pub fn enforce_bundle(
             });
             merge(&mut fields, &extra);
             audit.record("create", &subject, fields)?;
-            write_atomic(&path, &spec).map_err(|source| EnforceError::Write {
-                path: shown.clone(),
-                err: source,
-            })?;
+            if let Err(source) = write_atomic(&path, &spec) {
+                let e = EnforceError::Write {
+                    path: shown.clone(),
+                    err: source,
+                };
+                // the create record above is followed by why nothing ran
+                let _ = audit.record("reject", &subject, json!({"reason": e.to_string()}));
+                return Err(e);
+            }
             tracing::info!(container = id, changes = report.changes.len(), phase = %report.phase, "policy applied");
             Ok(Enforced { spec, report })
         }

@@ -8,11 +8,13 @@
 //! state, lifetime), `backend` (one folder per backend behind one seam:
 //! `runsc` drives runsc itself, `delegate` forwards to another shim v2),
 //! `enforce` (policy on bundles and exec specs), `audit`, `config`,
-//! `options` (runtime options), `reaper`, `events`, `logging`, `trim`.
+//! `options` (runtime options), `resources` and `cgroup` (resource updates),
+//! `reaper`, `events`, `logging`, `trim`.
 
 pub mod audit;
 pub mod backend;
 pub mod bootstrap;
+pub mod cgroup;
 pub mod config;
 pub mod enforce;
 pub mod events;
@@ -21,6 +23,7 @@ pub mod options;
 pub mod output;
 pub mod pod;
 pub mod reaper;
+pub mod resources;
 pub mod trim;
 
 /// Become a child subreaper, so runsc's sandbox processes stay ours to reap.

@@ -10,13 +10,17 @@ use crate::{Binaries, ContainerdOptions, RuntimeHandler};
 pub const AGENTBOX: &str = "agentbox";
 pub const RUNTIME_TYPE: &str = "io.containerd.agentbox.v1";
 
-/// The folder holding `containerd-shim-agentbox-v1` (built by `cargo test`).
+/// The folder holding `containerd-shim-agentbox-v1` (built by `cargo test`),
+/// or `AGENTBOX_SHIM_DIR` (`make soak`: the release shim under debug tests).
 pub fn shim_dir() -> PathBuf {
-    let dir = crate::util::cargo_target_dir().join(if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    });
+    let dir = match std::env::var_os("AGENTBOX_SHIM_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => crate::util::cargo_target_dir().join(if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }),
+    };
     let bin = dir.join("containerd-shim-agentbox-v1");
     assert!(
         bin.is_file(),

@@ -246,6 +246,10 @@ pub struct CniNetwork {
     pub bridge: String,
     /// third octet: the subnet is 10.233.<index>.0/24
     pub index: u8,
+    /// Egress tests: pods also get an IPv6 address (`fd00:233:<index>::/64`)
+    /// and default routes via the test's router on the bridge (`.254`, `::fe`),
+    /// never via the node.
+    pub egress: bool,
 }
 
 impl CniNetwork {
@@ -254,6 +258,17 @@ impl CniNetwork {
     }
     pub fn gateway(&self) -> String {
         format!("10.233.{}.1", self.index)
+    }
+    /// The pods' IPv6 subnet (egress tests).
+    pub fn subnet6(&self) -> String {
+        format!("fd00:233:{}::/64", self.index)
+    }
+    /// The test router's addresses on the bridge (egress tests).
+    pub fn router(&self) -> (String, String) {
+        (
+            format!("10.233.{}.254", self.index),
+            format!("fd00:233:{}::fe", self.index),
+        )
     }
     /// Does `ip` (dotted quad) lie in this network's /24?
     pub fn contains(&self, ip: &str) -> bool {
@@ -265,6 +280,30 @@ impl CniNetwork {
     /// with the `loopback` plugin from the same bin dir). No default route and no
     /// masquerade: pods reach only their /24.
     pub fn conflist(&self, ipam_dir: &Path) -> String {
+        if self.egress {
+            let (r4, r6) = self.router();
+            return serde_json::to_string_pretty(&serde_json::json!({
+                "cniVersion": "0.4.0",
+                "name": self.name,
+                "plugins": [{
+                    "type": "bridge",
+                    "bridge": self.bridge,
+                    "isGateway": true,
+                    "ipMasq": false,
+                    "hairpinMode": false,
+                    "ipam": {
+                        "type": "host-local",
+                        "ranges": [
+                            [{ "subnet": self.subnet(), "gateway": self.gateway() }],
+                            [{ "subnet": self.subnet6(), "gateway": format!("fd00:233:{}::1", self.index) }],
+                        ],
+                        "routes": [{ "dst": "0.0.0.0/0", "gw": r4 }, { "dst": "::/0", "gw": r6 }],
+                        "dataDir": ipam_dir.display().to_string(),
+                    },
+                }],
+            }))
+            .expect("json");
+        }
         serde_json::to_string_pretty(&serde_json::json!({
             "cniVersion": "0.4.0",
             "name": self.name,
@@ -371,6 +410,7 @@ mod tests {
             name: "agentbox-e2e-7".into(),
             bridge: "abx-e2e-7".into(),
             index: 7,
+            egress: false,
         };
         let j: serde_json::Value =
             serde_json::from_str(&n.conflist(Path::new("/tmp/x/ipam"))).unwrap();

@@ -53,6 +53,9 @@ pub struct ContainerdOptions {
     pub runsc: PathBuf,
     /// Extra flags the runsc wrapper passes before the OCI command.
     pub runsc_flags: Vec<String>,
+    /// CNI for egress tests (IPv6 too, default routes via the test's router):
+    /// see [`CniNetwork::egress`].
+    pub cni_egress: bool,
     /// Lay the instance out like a node: the socket in `<dir>/run/containerd/`
     /// and the config in `<dir>/etc/containerd/` (each folder mountable on its
     /// own, as the node agent's DaemonSet mounts them).
@@ -72,6 +75,7 @@ impl Default for ContainerdOptions {
             env: vec![],
             runsc: PathBuf::from("/usr/bin/runsc"),
             runsc_flags: vec!["--platform=ptrace".into(), "--network=none".into()],
+            cni_egress: false,
             node_layout: false,
         }
     }
@@ -143,7 +147,10 @@ impl Containerd {
         }
         fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         let (network, lock) = match alloc_network() {
-            Ok(x) => x,
+            Ok((mut n, l)) => {
+                n.egress = opts.cni_egress;
+                (n, l)
+            }
             Err(e) => {
                 let _ = fs::remove_dir_all(&dir);
                 return Err(e);
@@ -882,6 +889,7 @@ fn alloc_network() -> Result<(CniNetwork, fs::File)> {
             name: format!("agentbox-e2e-{index}"),
             bridge: format!("abx-e2e-{index}"),
             index,
+            egress: false,
         };
         let stale = Path::new("/sys/class/net").join(&net.bridge).exists();
         if stale {

@@ -25,6 +25,7 @@ pub const PAUSE_TAG: &str = "test";
 pub const PAUSE_IMAGE: &str = "localhost/agentbox/pause:test";
 
 const PAUSE_C: &str = include_str!("../assets/pause.c");
+const NETPROBE_C: &str = include_str!("../assets/netprobe.c");
 /// Bump when the image recipes change.
 const RECIPE: &str = "agentbox-e2e images v1";
 
@@ -65,9 +66,10 @@ pub fn busybox_image() -> Result<ImageTar> {
     let bytes = std::fs::read(busybox)?;
     let key = sha256_hex(
         format!(
-            "{RECIPE}\0busybox\0{}\0{}",
+            "{RECIPE}\0busybox\0{}\0{}\0{NETPROBE_C}\0{}",
             sha256_hex(&bytes),
-            tool_version("umoci", "--version")
+            tool_version("umoci", "--version"),
+            tool_version("gcc", "--version")
         )
         .as_bytes(),
     );
@@ -99,6 +101,18 @@ pub fn busybox_image() -> Result<ImageTar> {
             "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
         )?;
             std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
+            // netprobe: the egress tests' network client (static)
+            let src = rootfs.parent().unwrap().join("netprobe.c");
+            std::fs::write(&src, NETPROBE_C)?;
+            let gcc = crate::util::which("gcc").unwrap_or_else(|| PathBuf::from("/usr/bin/gcc"));
+            run_ok(
+                Command::new(&gcc)
+                    .args(["-static", "-O2", "-s", "-o"])
+                    .arg(rootfs.join("bin/netprobe"))
+                    .arg(&src),
+                Duration::from_secs(120),
+            )?;
+            std::fs::remove_file(&src)?;
             Ok(())
         },
         BUSYBOX_TAG,

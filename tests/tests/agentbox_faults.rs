@@ -137,7 +137,10 @@ fn containerd_restart_reconnects_to_the_pod() {
         cri.start(&cid).expect("StartContainer");
         (pod, cid)
     };
-    let daemons_before = pids_matching(&["containerd-shim-agentbox-v1", "-namespace k8s.io"]);
+    // this containerd's daemons only: other tests run their own at the same time
+    let address = ctd.address().display().to_string();
+    let ours = || pids_matching(&["containerd-shim-agentbox-v1", &address]);
+    let daemons_before = ours();
     assert_eq!(
         daemons_before.len(),
         1,
@@ -157,11 +160,7 @@ fn containerd_restart_reconnects_to_the_pod() {
         "container not running after restart\n{}",
         ctd.log_tail(40)
     );
-    assert_eq!(
-        pids_matching(&["containerd-shim-agentbox-v1", "-namespace k8s.io"]),
-        daemons_before,
-        "the same daemon serves the pod"
-    );
+    assert_eq!(ours(), daemons_before, "the same daemon serves the pod");
     let r = cri
         .exec_sync(&cid, &["sh", "-c", "echo still-here"], T)
         .expect("ExecSync after restart");
@@ -171,9 +170,7 @@ fn containerd_restart_reconnects_to_the_pod() {
     cri.remove_container(&cid).expect("RemoveContainer");
     cri.stop_pod(&pod.id).expect("StopPodSandbox");
     cri.remove_pod(&pod.id).expect("RemovePodSandbox");
-    let gone = wait_until(Duration::from_secs(10), || {
-        pids_matching(&["containerd-shim-agentbox-v1", "-namespace k8s.io"]).is_empty()
-    });
+    let gone = wait_until(Duration::from_secs(10), || ours().is_empty());
     assert!(gone, "the daemon outlived its pod");
 }
 

@@ -31,6 +31,11 @@ fn sample_configs_load() {
             agentbox_policy::Profile::Sensitive,
             "{name}"
         );
+        assert_eq!(
+            c.network.map(|n| n.agent.mode),
+            Some(agentbox_netpolicy::Mode::Offline),
+            "{name}: pods are offline by default"
+        );
     }
     // the sample spells out the shim's tuning defaults (the chart uses it)
     let g = agentbox_shim::config::Config::load(&file("gvisor.toml")).unwrap();

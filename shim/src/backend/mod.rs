@@ -30,6 +30,15 @@ pub trait Control: Send + Sync {
     async fn running(&self, id: &str) -> bool;
     /// Signal the container's init (every process of it with `all`).
     async fn kill(&self, id: &str, signal: u32, all: bool) -> Result<(), String>;
+    /// End a container that signals did not end: the runtime deletes it by
+    /// force (`runsc delete --force`; a delegate's own `delete`), and its
+    /// exit is reported.
+    async fn force_delete(&self, id: &str) -> Result<(), String>;
+
+    /// Whether the container's init has exited (not merely never started).
+    async fn exited(&self, id: &str) -> bool {
+        !self.running(id).await
+    }
 }
 
 /// A backend: the Task service and the pod's control of it.

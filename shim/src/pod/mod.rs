@@ -4,19 +4,28 @@
 //! its last.
 //!
 //! Both backends go through it for what is not about running a process:
-//! admitting a container or an exec under the policy (`admit`), the bundle
-//! state that `delete` needs after a crash (`state`), the pod's
-//! lifetime limit (`lifetime`), and the activity sink that records what the
-//! sandbox's processes did (`activity`). A backend reaches the pod through [`Pod`];
-//! the pod reaches the backend through [`crate::backend::Control`].
+//! admitting a container or an exec under the policy (`admit`), one Create
+//! at a time per container id (`reserve`), the bundle state that `delete`
+//! needs after a crash (`state`), the pod's lifetime limit (`lifetime`), the
+//! activity sink that records what the sandbox's processes did
+//! (`activity`), the phases in time (`phase`) and the pod's egress control
+//! (`network`, hooked in by `egress`). A backend reaches the pod through
+//! [`Pod`]; the pod reaches the backend through [`crate::backend::Control`].
 
 pub mod activity;
 pub mod admit;
+mod egress;
 pub mod lifetime;
+pub mod network;
+pub mod phase;
+pub mod reserve;
 pub mod state;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use agentbox_policy::{HostFs, RealHostFs};
 
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use tokio::sync::Notify;
@@ -28,7 +37,13 @@ use crate::options;
 use crate::reaper::Reaper;
 
 pub use admit::Admitted;
+pub use lifetime::LifetimeGuard;
+pub use reserve::Reservation;
 pub use state::{BundleState, STATE_FILE};
+
+/// How long admission may wait on the host (config, bundle, mount sources)
+/// before it fails closed.
+pub const HOST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The pod daemon's shared state.
 pub struct Pod {
@@ -44,10 +59,22 @@ pub struct Pod {
     pub trimmer: Option<crate::trim::Trimmer>,
     /// The backend, for what the pod decides about its containers (lifetime).
     control: OnceLock<Weak<dyn Control>>,
+    /// The host the policy looks at (mount sources, sockets).
+    pub host: Arc<dyn HostFs>,
+    /// How long admission may wait on the host.
+    pub host_timeout: Duration,
+    /// When the pod's first container was admitted: its lifetime starts here.
+    started: OnceLock<tokio::time::Instant>,
+    /// Container ids with a Create in flight.
+    creating: reserve::Ids,
     /// The pod's containers, for the activity records about them.
     containers: Arc<activity::Containers>,
     /// The activity sink, once the sandbox is created with one.
     activity: std::sync::Mutex<Option<Arc<activity::ActivitySink>>>,
+    /// The pod's containers by phase.
+    pub phases: phase::Phases,
+    /// The pod's egress control, once installed.
+    network: std::sync::Mutex<Option<Arc<network::PodNetwork>>>,
 }
 
 impl Pod {
@@ -66,8 +93,14 @@ impl Pod {
             shutdown: Arc::new(Notify::new()),
             trimmer,
             control: OnceLock::new(),
+            host: Arc::new(RealHostFs),
+            host_timeout: HOST_TIMEOUT,
+            started: OnceLock::new(),
+            creating: reserve::Ids::default(),
             containers: Arc::default(),
             activity: std::sync::Mutex::new(None),
+            phases: Default::default(),
+            network: Default::default(),
         }
     }
 
@@ -131,6 +164,13 @@ impl Pod {
         if let Some(s) = sink {
             s.close(std::time::Duration::from_secs(3));
         }
+    }
+
+    /// The same pod, looking at `host` with `timeout` (tests use a host that hangs).
+    pub fn with_host(mut self, host: Arc<dyn HostFs>, timeout: Duration) -> Pod {
+        self.host = host;
+        self.host_timeout = timeout;
+        self
     }
 
     /// Note that work happened (the working set is trimmed once it is quiet).

@@ -196,7 +196,9 @@ fn run() -> Result<()> {
         extra.push(id);
     }
     std::thread::sleep(Duration::from_secs(4));
-    let all: Vec<i32> = pids(&["containerd-shim-agentbox-v1", "-namespace default"]);
+    // this containerd's daemons only (other containerds run on the host)
+    let address = ctd.address().display().to_string();
+    let all: Vec<i32> = pids(&["containerd-shim-agentbox-v1", &address]);
     let pss4: u64 = all.iter().map(|p| mem(*p).1).sum::<u64>() / all.len().max(1) as u64;
     println!("## memory of the shim process per pod (one running container, idle)\n");
     println!("| shim | RSS KiB | PSS KiB |\n|---|---|---|");

@@ -2,13 +2,16 @@
 //! exactly as the kubelet would run it, on a private containerd. The pod asks
 //! for a GitHub token in its environment, the Docker socket and a writable
 //! host folder; the demo prints what it asked for next to what it got, as
-//! seen from inside the sandbox, then the audit lines. Everything it starts is
-//! torn down at the end.
+//! seen from inside the sandbox — the network rows under `[network] mode =
+//! "offline"`: cloud metadata, a private host, a public host and DNS, all on
+//! a router namespace the demo makes — then the audit lines. Everything it
+//! starts is torn down at the end.
 
 use std::os::unix::net::UnixListener;
 use std::time::Duration;
 
 use agentbox_e2e::agentbox::{managed_roots, options, write_config, ConfigDir, AGENTBOX};
+use agentbox_e2e::egress::{TestNet, METADATA4, PRIVATE4, PUBLIC4};
 use agentbox_e2e::{is_root, Binaries, ContainerSpec, Containerd, BUSYBOX_IMAGE, K8S_NAMESPACE};
 use anyhow::{bail, Context, Result};
 
@@ -32,17 +35,23 @@ fn run() -> Result<()> {
     println!("agentbox demo: an agent pod through containerd-shim-agentbox-v1 (runsc backend)\n");
     let cfg = ConfigDir::new();
     let cfg_path = cfg.path().join("agentbox.toml");
-    let ctd = Containerd::start(options(Binaries::system(), &cfg_path))
-        .context("start a private containerd")?;
+    let mut opts = options(Binaries::system(), &cfg_path);
+    // pods route to a test router namespace only (metadata, private and
+    // "public" hosts there); a guard table keeps them off every other interface
+    opts.cni_egress = true;
+    let ctd = Containerd::start(opts).context("start a private containerd")?;
+    let net = TestNet::new(&ctd).context("build the demo's network")?;
+    net.prove()?;
     let ca = cfg.path().join("agentbox-ca.pem");
     std::fs::write(
         &ca,
         "-----BEGIN CERTIFICATE-----\n(the company's proxy CA)\n-----END CERTIFICATE-----\n",
     )?;
     let extra = format!(
-        "profile = \"standard\"\n[mounts]\n{}\nreadonly = [\"/workspace\"]\ninject = [{{ source = \"{}\", destination = \"/etc/ssl/certs/agentbox-ca.pem\" }}]\n[lifetime]\nmax_seconds = 3600\n[activity]\nenabled = true\n",
+        "profile = \"standard\"\n[mounts]\n{}\nreadonly = [\"/workspace\"]\ninject = [{{ source = \"{}\", destination = \"/etc/ssl/certs/agentbox-ca.pem\" }}]\n[lifetime]\nmax_seconds = 3600\n[activity]\nenabled = true\n[network]\nmode = \"offline\"\n{}\n",
         managed_roots(&ctd),
-        ca.display()
+        ca.display(),
+        net.upstream()
     );
     write_config(cfg.path(), "agentbox", "sandbox", &extra);
     println!("node policy ({}):", cfg_path.display());
@@ -89,7 +98,19 @@ fn run() -> Result<()> {
         sh("[ -f /etc/ssl/certs/agentbox-ca.pem ] && echo 'injected, read-only' || echo missing")?;
     let caps = sh("grep CapEff /proc/self/status | tr -s '\\t' ' '")?;
     let ip = cri.pod_ip(&pod.id)?;
-    let addr = sh("ip -4 -o addr show | grep -v ' lo ' | awk '{print $4}'")?;
+    let addr = sh("ip -4 -o addr show eth0 | awk '{print $4}'")?;
+    let reach = |dest: &str| -> Result<String> {
+        let out = sh(&format!("netprobe -t 1500 {dest} 2>&1"))?;
+        Ok(if out.starts_with("failed") {
+            format!("refused: {}", out.rsplit(": ").next().unwrap_or(&out))
+        } else {
+            format!("REACHED ({out})")
+        })
+    };
+    let metadata = reach(&format!("tcp {METADATA4} 80"))?;
+    let private = reach(&format!("tcp {PRIVATE4} 80"))?;
+    let public = reach(&format!("tcp {PUBLIC4} 443"))?;
+    let dns = reach("resolve allowed.mirror.test")?;
 
     println!("\ninside the pod, as seen from the agent container (pod IP {ip}):");
     row("", "ASKED FOR", "GOT");
@@ -100,7 +121,16 @@ fn run() -> Result<()> {
     row("repo folder", "hostPath /workspace (read-write)", &ws);
     row("company CA", "(nothing)", &ca_in);
     row("capabilities", "image default", &caps);
-    row("network", "pod network", &addr);
+    row("network", "pod network", &format!("{addr}, egress offline"));
+    row("cloud metadata", &format!("http://{METADATA4}/"), &metadata);
+    row("private network", &format!("{PRIVATE4}:80"), &private);
+    row("public internet", &format!("{PUBLIC4}:443"), &public);
+    row("DNS", "allowed.mirror.test", &dns);
+    for got in [&metadata, &private, &public, &dns] {
+        if got.starts_with("REACHED") {
+            bail!("an offline pod reached the network: {got}");
+        }
+    }
     if repo.join("pwned").exists() {
         bail!("the read-only workspace was written to");
     }
@@ -161,6 +191,28 @@ fn run() -> Result<()> {
         if let Some(s) = v.get("exit_status") {
             line.push_str(&format!(" exit_status={s}"));
         }
+        if v["event"] == "egress_denied" {
+            line.push_str(&format!(
+                " {} {}{}{} ({})",
+                v["protocol"].as_str().unwrap_or(""),
+                v["address"].as_str().or(v["name"].as_str()).unwrap_or(""),
+                if v["port"].is_number() { ":" } else { "" },
+                v["port"]
+                    .as_u64()
+                    .map(|p| p.to_string())
+                    .unwrap_or_default(),
+                v["reason"].as_str().unwrap_or("")
+            ));
+        }
+        if v["event"] == "network" {
+            line.push_str(&format!(
+                " mode={} phase={} interfaces={} install_ms={:.1}",
+                v["mode"].as_str().unwrap_or(""),
+                v["phase"].as_str().unwrap_or(""),
+                v["interfaces"],
+                v["install_ms"].as_f64().unwrap_or(0.0)
+            ));
+        }
         if let Some(a) = v.get("argv") {
             line.push_str(&format!(" argv={a}"));
         }
@@ -180,6 +232,7 @@ fn run() -> Result<()> {
         println!("  {l}");
     }
     drop(cri);
+    drop(net);
     drop(ctd);
     println!("\ndone: the private containerd, the sandbox and the pod network are gone.");
     Ok(())

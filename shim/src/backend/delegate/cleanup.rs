@@ -25,20 +25,15 @@ impl CleanupState {
     /// Run the delegate's own `delete`; its stdout (a `DeleteResponse`).
     pub fn cleanup(&self, flags: &Flags, bundle: &Path) -> anyhow::Result<Vec<u8>> {
         let delegate = &self.delegate;
-        let out = std::process::Command::new(delegate)
-            .args([
-                "-namespace",
-                &flags.namespace,
-                "-address",
-                &flags.address,
-                "-id",
-                &flags.id,
-            ])
-            .args(["-bundle", &bundle.display().to_string(), "delete"])
-            .current_dir(bundle)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .with_context(|| format!("cannot run {delegate} delete"))?;
+        let mut cmd = delete_command(
+            Path::new(delegate),
+            &flags.namespace,
+            &flags.address,
+            &flags.id,
+            bundle,
+        );
+        let out = crate::output::run_bounded(&mut cmd, super::CALL_TIMEOUT)
+            .with_context(|| format!("{delegate} delete"))?;
         if let Some(pid) = self.delegate_pid {
             if kill_if_exe(pid, Path::new(delegate)) {
                 // a killed daemon cannot remove its socket
@@ -56,6 +51,21 @@ impl CleanupState {
         }
         Ok(out.stdout)
     }
+}
+
+/// The delegate shim's own `delete` action for container `id`.
+pub fn delete_command(
+    binary: &Path,
+    namespace: &str,
+    containerd: &str,
+    id: &str,
+    bundle: &Path,
+) -> std::process::Command {
+    let mut cmd = std::process::Command::new(binary);
+    cmd.args(["-namespace", namespace, "-address", containerd, "-id", id])
+        .args(["-bundle", &bundle.display().to_string(), "delete"])
+        .current_dir(bundle);
+    cmd
 }
 
 /// SIGKILL `pid` if it still runs `exe` (never a recycled pid's new owner);

@@ -140,7 +140,7 @@ impl Delegate {
         } else {
             flags.address.clone()
         };
-        let mut cmd = tokio::process::Command::new(&binary);
+        let mut cmd = std::process::Command::new(&binary);
         cmd.args([
             "-namespace",
             &flags.namespace,
@@ -157,33 +157,20 @@ impl Delegate {
         cmd.env("TTRPC_ADDRESS", &ttrpc_address)
             .env("GRPC_ADDRESS", &grpc_address)
             .env("NAMESPACE", &flags.namespace);
-        cmd.stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let mut child = pod
-            .reaper
-            .spawn(&mut cmd)
-            .context("cannot start the delegate shim")?;
-        let pid = child.id();
-        if let Some(p) = &cfg.runtime.shim_config {
-            let any = options::to_any(&options::RuntimeOptions {
+        let input = match &cfg.runtime.shim_config {
+            Some(p) => options::to_any(&options::RuntimeOptions {
                 config_path: Some(p.display().to_string()),
                 config_body: None,
-            });
-            if let Some(mut stdin) = child.stdin.take() {
-                use tokio::io::AsyncWriteExt;
-                let _ = stdin.write_all(&any.write_to_bytes()?).await;
-            }
-        } else {
-            drop(child.stdin.take());
-        }
-        let out = tokio::time::timeout(CALL_TIMEOUT, child.wait_with_output())
+            })
+            .write_to_bytes()?,
+            None => Vec::new(),
+        };
+        let out = crate::output::capture(&pod.reaper, cmd, Some(input), Some(CALL_TIMEOUT))
             .await
-            .map_err(|_| anyhow!("the delegate shim's start timed out"))??;
-        pod.reaper.untrack(pid);
-        if !out.status.success() {
+            .map_err(|e| anyhow!("the delegate shim's start: {e}"))?;
+        if out.status != 0 {
             bail!(
-                "the delegate shim {} failed to start ({}): {}",
+                "the delegate shim {} failed to start (exit status {}): {}",
                 binary.display(),
                 out.status,
                 crate::output::summarize(&out.stderr)
@@ -205,14 +192,25 @@ impl Delegate {
         std::fs::write(bundle.join("address"), &ours).context("cannot restore the address file")?;
         // the delegate may have written its pid over ours
         let _ = std::fs::write(bundle.join("shim.pid"), std::process::id().to_string());
-        let client = Client::connect(&address)
+        Delegate::connect(binary, &address, version, &flags.id).await
+    }
+
+    /// Connect to a delegate shim serving at `address` with task API
+    /// `version`; `binary` runs its `delete` action.
+    pub async fn connect(
+        binary: PathBuf,
+        address: &str,
+        version: u32,
+        id: &str,
+    ) -> anyhow::Result<Delegate> {
+        let client = Client::connect(address)
             .await
             .map_err(|e| anyhow!("cannot connect to the delegate shim at {address}: {e}"))?;
         let mut delegate = Delegate {
             client,
             service: service_name(version),
-            binary: binary.clone(),
-            address: address.clone(),
+            binary,
+            address: address.to_string(),
             pid: None,
         };
         // its pid, for cleanup should agentbox die first
@@ -221,13 +219,13 @@ impl Delegate {
                 0,
                 "Connect",
                 &ConnectRequest {
-                    id: flags.id.clone(),
+                    id: id.to_string(),
                     ..Default::default()
                 },
             )
             .await;
         delegate.pid = connect.ok().map(|c| c.shim_pid as i32).filter(|p| *p > 1);
-        tracing::info!(delegate = %binary.display(), %address, version, pid = ?delegate.pid, "delegate shim started");
+        tracing::info!(delegate = %delegate.binary.display(), %address, version, pid = ?delegate.pid, "delegate shim connected");
         Ok(delegate)
     }
 
@@ -239,6 +237,16 @@ impl Delegate {
         };
         let state: ttrpc::Result<StateResponse> = self.call(0, "State", &req).await;
         matches!(state, Ok(s) if s.status.value() == containerd_shim_protos::api::Status::RUNNING as i32)
+    }
+
+    /// Whether the delegate reports the task stopped.
+    pub async fn stopped(&self, id: &str) -> bool {
+        let req = StateRequest {
+            id: id.to_string(),
+            ..Default::default()
+        };
+        let state: ttrpc::Result<StateResponse> = self.call(0, "State", &req).await;
+        matches!(state, Ok(s) if s.status.value() == containerd_shim_protos::api::Status::STOPPED as i32)
     }
 }
 

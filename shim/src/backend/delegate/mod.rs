@@ -7,7 +7,9 @@
 //! runtime options), then serves containerd itself: `Create` rewrites the
 //! bundle's spec under the policy before forwarding, `Exec` gets the process
 //! rules, every other call is forwarded as-is with its status codes. The
-//! delegate publishes its own events straight to containerd. `cleanup` is
+//! delegate publishes its own events straight to containerd. An `Update`'s
+//! resources go through the policy's device rule first, and a Create that
+//! restores a checkpoint needs the node's approval. `cleanup` is
 //! containerd's `delete` after agentbox died.
 
 pub mod cleanup;
@@ -33,8 +35,8 @@ pub use client::{find_delegate, parse_start_output};
 use crate::backend::{BackendState, Control};
 use crate::config::Config;
 use crate::options;
-use crate::pod::{Admitted, BundleState, Pod};
-use client::Delegate;
+use crate::pod::{Admitted, BundleState, LifetimeGuard, Pod};
+use client::{Delegate, CALL_TIMEOUT};
 
 pub(crate) fn status(code: Code, msg: impl Into<String>) -> ttrpc::Error {
     ttrpc::Error::RpcStatus(ttrpc::get_status(code, msg.into()))
@@ -43,7 +45,8 @@ pub(crate) fn status(code: Code, msg: impl Into<String>) -> ttrpc::Error {
 struct Tracked {
     bundle: PathBuf,
     admitted: Arc<Admitted>,
-    lifetime: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The lifetime timer, dropped (cancelled) when the init exits.
+    lifetime: std::sync::Mutex<Option<LifetimeGuard>>,
 }
 
 pub struct ForwardTask {
@@ -51,7 +54,11 @@ pub struct ForwardTask {
     delegate: Arc<Delegate>,
     shim_config: Option<PathBuf>,
     sandbox: crate::config::SandboxKind,
+    /// containerd's namespace and address, for the delegate's own `delete`.
+    namespace: String,
+    containerd: String,
     containers: Mutex<std::collections::HashMap<String, Arc<Tracked>>>,
+    /// Processes whose exit was audited, until they are deleted.
     exited: std::sync::Mutex<HashSet<(String, String)>>,
 }
 
@@ -65,18 +72,94 @@ impl ForwardTask {
         bundle: &std::path::Path,
     ) -> anyhow::Result<ForwardTask> {
         let delegate = Delegate::start(&pod, cfg, flags, bundle).await?;
-        Ok(ForwardTask {
+        Ok(Self::over(
+            pod,
+            cfg,
+            delegate,
+            &flags.namespace,
+            &flags.address,
+        ))
+    }
+
+    /// In front of a delegate already serving at `address` (task API
+    /// `version`); `binary` is its shim binary, for its `delete` action.
+    pub async fn connect(
+        pod: Arc<Pod>,
+        cfg: &Config,
+        binary: PathBuf,
+        address: &str,
+        version: u32,
+        containerd: &str,
+    ) -> anyhow::Result<ForwardTask> {
+        let delegate = Delegate::connect(binary, address, version, "").await?;
+        let namespace = pod.namespace.clone();
+        Ok(Self::over(pod, cfg, delegate, &namespace, containerd))
+    }
+
+    fn over(
+        pod: Arc<Pod>,
+        cfg: &Config,
+        delegate: Delegate,
+        namespace: &str,
+        containerd: &str,
+    ) -> ForwardTask {
+        ForwardTask {
             pod,
             delegate: Arc::new(delegate),
             shim_config: cfg.runtime.shim_config.clone(),
             sandbox: cfg.sandbox_kind(),
+            namespace: namespace.to_string(),
+            containerd: containerd.to_string(),
             containers: Mutex::new(Default::default()),
             exited: Default::default(),
-        })
+        }
     }
 
     async fn tracked(&self, id: &str) -> Option<Arc<Tracked>> {
         self.containers.lock().await.get(id).cloned()
+    }
+
+    /// How many exits are remembered (one per process not yet deleted).
+    pub fn remembered_exits(&self) -> usize {
+        self.exited.lock().unwrap().len()
+    }
+
+    /// The update's resources through the policy (its device rule), audited.
+    fn filter_update(&self, t: &Tracked, req: &mut UpdateTaskRequest) -> ttrpc::Result<()> {
+        let Some(any) = req.resources.as_mut() else {
+            return Ok(());
+        };
+        let a = &t.admitted;
+        let refuse = |msg: String| {
+            let _ = a.audit.record(
+                "update",
+                &a.subject,
+                json!({"applied": false, "reason": msg}),
+            );
+            Err(status(Code::INVALID_ARGUMENT, msg))
+        };
+        let res = match crate::resources::parse(any) {
+            Ok(r) => r,
+            Err(e) => return refuse(e),
+        };
+        let bytes = serde_json::to_vec(&res).map_err(|e| status(Code::INTERNAL, e.to_string()))?;
+        match agentbox_policy::apply_resources(&a.cfg.policy, &bytes) {
+            Err(e) => refuse(format!("agentbox refused the resource update: {e}")),
+            Ok(agentbox_policy::Decision::Rejected { reason, .. }) => {
+                refuse(format!("agentbox refused the resource update: {reason}"))
+            }
+            Ok(agentbox_policy::Decision::Allowed { spec, report }) => {
+                any.value =
+                    serde_json::to_vec(&spec).map_err(|e| status(Code::INTERNAL, e.to_string()))?;
+                let changes = serde_json::to_value(&report.changes).unwrap_or(json!([]));
+                let _ = a.audit.record(
+                    "update",
+                    &a.subject,
+                    json!({"forwarded": true, "changes": changes}),
+                );
+                Ok(())
+            }
+        }
     }
 }
 
@@ -96,6 +179,38 @@ impl Control for ForwardTask {
         let r: ttrpc::Result<Empty> = self.delegate.call(0, "Kill", &kill).await;
         r.map(|_| ()).map_err(|e| e.to_string())
     }
+
+    async fn force_delete(&self, id: &str) -> Result<(), String> {
+        let t = self
+            .tracked(id)
+            .await
+            .ok_or_else(|| format!("container {id} not found"))?;
+        // the delegate's own `delete` action, as containerd runs it after a
+        // crash: it removes the container by force; the delegate's daemon
+        // then reports the exit
+        let cmd = cleanup::delete_command(
+            &self.delegate.binary,
+            &self.namespace,
+            &self.containerd,
+            id,
+            &t.bundle,
+        );
+        let out = crate::output::capture(&self.pod.reaper, cmd, None, Some(CALL_TIMEOUT))
+            .await
+            .map_err(|e| format!("{} delete: {e}", self.delegate.binary.display()))?;
+        if out.status != 0 {
+            return Err(format!(
+                "{} delete failed: {}",
+                self.delegate.binary.display(),
+                crate::output::summarize(&out.stderr)
+            ));
+        }
+        Ok(())
+    }
+
+    async fn exited(&self, id: &str) -> bool {
+        self.delegate.stopped(id).await
+    }
 }
 
 #[async_trait]
@@ -106,14 +221,27 @@ impl Task for ForwardTask {
         mut req: CreateTaskRequest,
     ) -> ttrpc::Result<CreateTaskResponse> {
         let bundle = PathBuf::from(&req.bundle);
+        // one Create per id at a time
+        let _reserved = self
+            .pod
+            .reserve(&req.id)
+            .map_err(|e| status(Code::ALREADY_EXISTS, e))?;
+        if self.tracked(&req.id).await.is_some() {
+            return Err(status(
+                Code::ALREADY_EXISTS,
+                format!("container {} already exists", req.id),
+            ));
+        }
         let admitted = Arc::new(
             self.pod
                 .admit(
                     &req.id,
                     &bundle,
                     req.options.as_ref(),
+                    &req.checkpoint,
                     json!({"runtime": "shim", "delegate": self.delegate.binary.display().to_string(), "sandbox": self.sandbox}),
                 )
+                .await
                 .map_err(|e| status(Code::FAILED_PRECONDITION, e))?,
         );
         let state = BundleState {
@@ -139,7 +267,14 @@ impl Task for ForwardTask {
             .into(),
             None => None.into(),
         };
-        let resp: CreateTaskResponse = self.delegate.call(ctx.timeout_nano, "Create", &req).await?;
+        let resp: CreateTaskResponse =
+            match self.delegate.call(ctx.timeout_nano, "Create", &req).await {
+                Ok(r) => r,
+                Err(e) => {
+                    self.pod.container_deleted(&req.id);
+                    return Err(e);
+                }
+            };
         self.pod.worked();
         self.containers.lock().await.insert(
             req.id.clone(),
@@ -153,12 +288,30 @@ impl Task for ForwardTask {
     }
 
     async fn start(&self, ctx: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
+        let tracked = match req.exec_id.is_empty() {
+            true => self.tracked(&req.id).await,
+            false => None,
+        };
+        if let Some(t) = &tracked {
+            // the phases in time: an agent container waits for setup to end
+            self.pod
+                .check_start(&t.admitted)
+                .await
+                .map_err(|e| status(Code::FAILED_PRECONDITION, e))?;
+        }
+        // the pod's lifetime: refused once it is over
+        let lifetime = match &tracked {
+            Some(t) => self
+                .pod
+                .start_lifetime(t.admitted.clone())
+                .map_err(|e| status(Code::FAILED_PRECONDITION, e))?,
+            None => None,
+        };
         let resp: StartResponse = self.delegate.call(ctx.timeout_nano, "Start", &req).await?;
         self.pod.worked();
-        if req.exec_id.is_empty() {
-            if let Some(t) = self.tracked(&req.id).await {
-                *t.lifetime.lock().unwrap() = self.pod.spawn_lifetime(t.admitted.clone());
-            }
+        if let Some(t) = tracked {
+            self.pod.container_started(&req.id);
+            *t.lifetime.lock().unwrap() = lifetime;
         }
         Ok(resp)
     }
@@ -211,8 +364,15 @@ impl Task for ForwardTask {
             .lock()
             .unwrap()
             .insert((req.id.clone(), req.exec_id.clone()));
+        let t = self.tracked(&req.id).await;
+        if req.exec_id.is_empty() {
+            // the container ended: its lifetime timer with it
+            if let Some(t) = &t {
+                drop(t.lifetime.lock().unwrap().take());
+            }
+        }
         if first {
-            if let Some(t) = self.tracked(&req.id).await {
+            if let Some(t) = t {
                 let fields = if req.exec_id.is_empty() {
                     json!({"exit_status": resp.exit_status})
                 } else {
@@ -230,18 +390,38 @@ impl Task for ForwardTask {
         ctx: &TtrpcContext,
         req: DeleteRequest,
     ) -> ttrpc::Result<DeleteResponse> {
-        let resp: DeleteResponse = self.delegate.call(ctx.timeout_nano, "Delete", &req).await?;
+        if req.exec_id.is_empty() {
+            // whatever the delegate answers, this container's timer is over
+            if let Some(t) = self.tracked(&req.id).await {
+                drop(t.lifetime.lock().unwrap().take());
+            }
+        }
+        let resp: ttrpc::Result<DeleteResponse> =
+            self.delegate.call(ctx.timeout_nano, "Delete", &req).await;
+        // NotFound: the delegate has no such task (any more); neither has agentbox
+        let gone = match &resp {
+            Ok(_) => true,
+            Err(ttrpc::Error::RpcStatus(s)) => s.code() == Code::NOT_FOUND,
+            Err(_) => false,
+        };
+        if !gone {
+            return resp;
+        }
         if req.exec_id.is_empty() {
             if let Some(t) = self.containers.lock().await.remove(&req.id) {
-                if let Some(h) = t.lifetime.lock().unwrap().take() {
-                    h.abort();
-                }
                 // cleaned up: containerd's `delete` action has nothing left to do
                 BundleState::remove(&t.bundle);
             }
+            self.pod.container_deleted(&req.id);
             self.exited.lock().unwrap().retain(|(id, _)| id != &req.id);
+        } else {
+            // a deleted exec is never waited for again
+            self.exited
+                .lock()
+                .unwrap()
+                .remove(&(req.id.clone(), req.exec_id.clone()));
         }
-        Ok(resp)
+        resp
     }
 
     async fn connect(
@@ -266,6 +446,21 @@ impl Task for ForwardTask {
         let r: ttrpc::Result<Empty> = self.delegate.call(ctx.timeout_nano, "Shutdown", &req).await;
         if let Err(e) = r {
             tracing::debug!(error = %e, address = %self.delegate.address, "delegate shutdown");
+        }
+        // runc-v2 removes the socket its bundle's `address` file names when
+        // it exits — for a CRI pod that is agentbox's, not its own: remove the
+        // delegate's once nobody serves it (bounded)
+        let path = self
+            .delegate
+            .address
+            .trim_start_matches("unix://")
+            .to_string();
+        for _ in 0..40 {
+            crate::bootstrap::remove_stale_socket(&path);
+            if !std::path::Path::new(&path).exists() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         self.pod.shutdown.notify_one();
         Ok(Empty::new())
@@ -300,7 +495,12 @@ impl Task for ForwardTask {
     async fn close_io(&self, ctx: &TtrpcContext, req: CloseIORequest) -> ttrpc::Result<Empty> {
         self.delegate.call(ctx.timeout_nano, "CloseIO", &req).await
     }
-    async fn update(&self, ctx: &TtrpcContext, req: UpdateTaskRequest) -> ttrpc::Result<Empty> {
+    async fn update(&self, ctx: &TtrpcContext, mut req: UpdateTaskRequest) -> ttrpc::Result<Empty> {
+        let t = self
+            .tracked(&req.id)
+            .await
+            .ok_or_else(|| status(Code::NOT_FOUND, format!("container {} not found", req.id)))?;
+        self.filter_update(&t, &mut req)?;
         self.delegate.call(ctx.timeout_nano, "Update", &req).await
     }
     async fn stats(&self, ctx: &TtrpcContext, req: StatsRequest) -> ttrpc::Result<StatsResponse> {

@@ -17,23 +17,51 @@ pub struct CleanupState {
     /// The pod's root filesystem overlay folder (its sandbox container only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlay_dir: Option<PathBuf>,
+    /// `[runtime] runsc_timeout_seconds` (absent: written by an earlier release).
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u64,
 }
 
+fn default_timeout() -> u64 {
+    crate::config::DEFAULT_RUNSC_TIMEOUT_SECONDS
+}
+
+/// How often `delete` tries `runsc delete --force`: the pod's containers
+/// are cleaned up at once after their daemon died, and a subcontainer's
+/// delete fails while its sandbox is being destroyed next to it.
+const DELETE_TRIES: u32 = 6;
+const DELETE_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
 impl CleanupState {
-    /// `runsc delete --force` and the rootfs unmounted; an error if runsc failed.
+    /// `runsc delete --force` (tried again while it fails, bounded) and the
+    /// rootfs unmounted; an error if runsc kept failing or hung (it is then
+    /// killed).
     pub fn cleanup(&self, flags: &Flags, bundle: &Path) -> Result<(), String> {
-        let mut cmd = std::process::Command::new(&self.runsc);
-        cmd.arg(format!("--root={}", self.root.display()));
-        cmd.args(&self.global_flags);
-        cmd.args(["delete", "--force", &flags.id]);
-        let result = match cmd.output() {
-            Ok(o) if !o.status.success() => Err(format!(
-                "runsc delete failed: {}",
-                super::summarize(&o.stderr)
-            )),
-            Err(e) => Err(format!("cannot run runsc delete: {e}")),
-            Ok(_) => Ok(()),
-        };
+        let limit = std::time::Duration::from_secs(self.timeout_seconds.max(1));
+        let mut result = Err(String::new());
+        for attempt in 0..DELETE_TRIES {
+            if attempt > 0 {
+                std::thread::sleep(DELETE_RETRY);
+            }
+            let mut cmd = std::process::Command::new(&self.runsc);
+            cmd.arg(format!("--root={}", self.root.display()));
+            cmd.args(&self.global_flags);
+            cmd.args(["delete", "--force", &flags.id]);
+            result = match crate::output::run_bounded(&mut cmd, limit) {
+                Ok(o) if !o.status.success() => Err(format!(
+                    "runsc delete failed: {}",
+                    super::summarize(&o.stderr)
+                )),
+                Err(e) => Err(format!("runsc delete: {e}")),
+                Ok(_) => Ok(()),
+            };
+            match &result {
+                Ok(()) => break,
+                // a hung runsc is not tried again
+                Err(e) if e.contains("timed out") => break,
+                Err(e) => tracing::warn!(attempt, error = %e, "runsc delete failed"),
+            }
+        }
         if self.rootfs_mounted {
             unmount_rootfs(bundle);
         }
@@ -50,5 +78,44 @@ pub fn unmount_rootfs(bundle: &Path) {
         if let Err(e) = containerd_shim::mount::umount_recursive(Some(p), libc::MNT_DETACH) {
             tracing::warn!(error = %e, "cannot unmount rootfs");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_delete_is_tried_again() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let runsc = dir.path().join("runsc");
+        // fails twice (the sandbox is being destroyed next to it), then works
+        let script = format!(
+            "#!/bin/sh\necho x >> {0}/tries\n[ $(wc -l < {0}/tries) -ge 3 ] || {{ echo 'urpc: connection reset' >&2; exit 1; }}\n",
+            dir.path().display()
+        );
+        std::fs::write(&runsc, script).unwrap();
+        std::fs::set_permissions(&runsc, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let st = CleanupState {
+            runsc: runsc.clone(),
+            root: dir.path().join("root"),
+            global_flags: vec![],
+            mask_proc_sys_net: false,
+            rootfs_mounted: false,
+            overlay_dir: None,
+            timeout_seconds: 5,
+        };
+        let flags = Flags {
+            id: "c1".into(),
+            ..Default::default()
+        };
+        st.cleanup(&flags, dir.path()).expect("third try");
+        let tries = std::fs::read_to_string(dir.path().join("tries")).unwrap();
+        assert_eq!(tries.lines().count(), 3);
+        // one that always fails is an error after a bounded number of tries
+        std::fs::write(&runsc, "#!/bin/sh\necho 'no such sandbox' >&2\nexit 1\n").unwrap();
+        let e = st.cleanup(&flags, dir.path()).unwrap_err();
+        assert!(e.contains("no such sandbox"), "{e}");
     }
 }

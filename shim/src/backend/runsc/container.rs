@@ -12,9 +12,10 @@ use serde_json::{json, Value};
 use super::cleanup::{unmount_rootfs, CleanupState};
 use super::io::{ConsoleSocket, ProcessIo, StdioPaths};
 use super::process::Process;
-use super::{not_found, Runsc, RunscTask, RUNSC_TIMEOUT};
+use super::task::Core;
+use super::{not_found, Runsc};
 use crate::backend::BackendState;
-use crate::pod::{Admitted, BundleState};
+use crate::pod::{Admitted, BundleState, LifetimeGuard};
 
 pub(super) struct Container {
     pub id: String,
@@ -27,7 +28,8 @@ pub(super) struct Container {
     pub rootfs_mounted: bool,
     pub init: Arc<Process>,
     pub execs: std::sync::Mutex<HashMap<String, Arc<Process>>>,
-    pub lifetime: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The lifetime timer, dropped (cancelled) when the init exits.
+    pub lifetime: std::sync::Mutex<Option<LifetimeGuard>>,
     /// The stdio kept between `runsc create` and `runsc start` (runsc donates a
     /// subcontainer's stdio at start).
     pub start_stdio: std::sync::Mutex<Option<super::io::ChildStdio>>,
@@ -61,7 +63,7 @@ impl Container {
     }
 }
 
-impl RunscTask {
+impl Core {
     fn runsc_for(
         &self,
         cfg: &crate::config::Config,
@@ -79,6 +81,7 @@ impl RunscTask {
             cli: cli.clone(),
             mask_proc_sys_net: cfg.runtime.runsc_mask_proc_sys_net,
             reaper: self.pod.reaper.clone(),
+            timeout: cfg.runsc_timeout(),
         };
         (runsc, cli, log)
     }
@@ -89,12 +92,24 @@ impl RunscTask {
     ) -> Result<Arc<Container>, String> {
         let bundle = PathBuf::from(&req.bundle);
         // 1. the policy, before anything else touches the bundle
-        let admitted = Arc::new(self.pod.admit(
-            &req.id,
-            &bundle,
-            req.options.as_ref(),
-            json!({"runtime": "runsc", "sandbox": crate::config::SandboxKind::Gvisor}),
-        )?);
+        let admitted = Arc::new(
+            self.pod
+                .admit(
+                    &req.id,
+                    &bundle,
+                    req.options.as_ref(),
+                    &req.checkpoint,
+                    json!({"runtime": "runsc", "sandbox": crate::config::SandboxKind::Gvisor}),
+                )
+                .await?,
+        );
+        if !req.checkpoint.is_empty() {
+            // approved by the node's config, but this backend has no restore
+            return Err(format!(
+                "agentbox cannot restore container {} from a checkpoint: the runsc backend does not support restore",
+                req.id
+            ));
+        }
         if admitted.enforced.terminal() != req.terminal && req.terminal {
             return Err("the request asks for a terminal but the spec has none".into());
         }
@@ -111,31 +126,18 @@ impl RunscTask {
             std::fs::create_dir_all(&rootfs)
                 .map_err(|e| format!("cannot create {}: {e}", rootfs.display()))?;
             for m in &req.rootfs {
-                containerd_shim::asynchronous::util::mount_rootfs(m, &rootfs)
-                    .await
-                    .map_err(|e| format!("cannot mount the container rootfs: {e}"))?;
+                let r = containerd_shim::asynchronous::util::mount_rootfs(m, &rootfs).await;
+                if let Err(e) = r {
+                    if rootfs_mounted {
+                        unmount_rootfs(&bundle);
+                    }
+                    return Err(format!("cannot mount the container rootfs: {e}"));
+                }
                 rootfs_mounted = true;
             }
         }
 
         let (runsc, cli, log) = self.runsc_for(&cfg, &bundle, &tuned.flags);
-        std::fs::create_dir_all(&cli.root)
-            .map_err(|e| format!("cannot create runsc root {}: {e}", cli.root.display()))?;
-        let state = BundleState {
-            audit: cfg.audit.path.clone(),
-            backend: BackendState::Runsc(CleanupState {
-                runsc: cli.binary.clone(),
-                root: cli.root.clone(),
-                global_flags: cli.global_flags.clone(),
-                mask_proc_sys_net: runsc.mask_proc_sys_net,
-                rootfs_mounted,
-                overlay_dir: tuned.overlay_dir.clone(),
-            }),
-        };
-        state
-            .write(&bundle)
-            .map_err(|e| format!("cannot write {}: {e}", crate::pod::STATE_FILE))?;
-
         let stdio = StdioPaths {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
@@ -159,18 +161,25 @@ impl RunscTask {
             overlay_dir: tuned.keep(),
         });
 
-        // 3. the sandbox reports what its processes do to the pod's activity
-        // sink (fail closed: no sink, no sandbox)
-        let pod_init = if container.is_sandbox_root() {
-            self.pod
-                .start_activity(&container.admitted, &bundle, &container.cli.root)?
-        } else {
-            None
-        };
-
-        // 4. runsc create, with the container's IO
+        // 3. the runsc root and the crash-cleanup state, the activity sink
+        // (the sandbox reports what its processes do to it; fail closed: no
+        // sink, no sandbox), then runsc create with the container's IO;
+        // nothing half-made stays
         let pid_file = bundle.join("init.pid");
-        let mut result = runsc_create(&container, &stdio, &pid_file, pod_init.as_deref()).await;
+        let mut pod_init = None;
+        let mut result = prepare(&container);
+        if result.is_ok() && container.is_sandbox_root() {
+            match self
+                .pod
+                .start_activity(&container.admitted, &bundle, &container.cli.root)
+            {
+                Ok(p) => pod_init = p,
+                Err(e) => result = Err(e),
+            }
+        }
+        if result.is_ok() {
+            result = runsc_create(&container, &stdio, &pid_file, pod_init.as_deref()).await;
+        }
         if result.is_ok() && pod_init.is_some() {
             result = self.pod.activity_connected();
         }
@@ -191,6 +200,27 @@ impl RunscTask {
     }
 }
 
+/// The runsc root and the crash-cleanup state.
+fn prepare(c: &Container) -> Result<(), String> {
+    std::fs::create_dir_all(&c.cli.root)
+        .map_err(|e| format!("cannot create runsc root {}: {e}", c.cli.root.display()))?;
+    let state = BundleState {
+        audit: c.admitted.cfg.audit.path.clone(),
+        backend: BackendState::Runsc(CleanupState {
+            runsc: c.cli.binary.clone(),
+            root: c.cli.root.clone(),
+            global_flags: c.cli.global_flags.clone(),
+            mask_proc_sys_net: c.runsc.mask_proc_sys_net,
+            rootfs_mounted: c.rootfs_mounted,
+            overlay_dir: c.overlay_dir.clone(),
+            timeout_seconds: c.runsc.timeout.as_secs(),
+        }),
+    };
+    state
+        .write(&c.bundle)
+        .map_err(|e| format!("cannot write {}: {e}", crate::pod::STATE_FILE))
+}
+
 async fn runsc_create(
     c: &Container,
     stdio: &StdioPaths,
@@ -209,9 +239,10 @@ async fn runsc_create(
         let sock = ConsoleSocket::bind(&sock_path)
             .map_err(|e| format!("cannot create console socket: {e}"))?;
         let argv = create(Some(sock.path()));
-        let recv = tokio::task::spawn_blocking(move || sock.receive_master(RUNSC_TIMEOUT));
+        let wait = c.runsc.timeout;
+        let recv = tokio::task::spawn_blocking(move || sock.receive_master(wait));
         c.runsc
-            .run_with_stdio(&argv, Default::default(), Some(&c.log), RUNSC_TIMEOUT)
+            .run_with_stdio(&argv, Default::default(), Some(&c.log))
             .await
             .map_err(|e| e.to_string())?;
         let master = recv
@@ -233,7 +264,7 @@ async fn runsc_create(
         .map_err(|e| format!("cannot duplicate container io: {e}"))?;
     c.init.set_io(io);
     c.runsc
-        .run_with_stdio(&argv, child, Some(&c.log), RUNSC_TIMEOUT)
+        .run_with_stdio(&argv, child, Some(&c.log))
         .await
         .map_err(|e| e.to_string())?;
     *c.start_stdio.lock().unwrap() = Some(for_start);
@@ -256,10 +287,7 @@ pub(super) fn console_socket_path(root: &Path, id: &str) -> PathBuf {
 }
 
 async fn cleanup_failed_create(c: &Container) {
-    let _ = c
-        .runsc
-        .output(&c.cli.delete(&c.id, true), RUNSC_TIMEOUT)
-        .await;
+    let _ = c.runsc.output(&c.cli.delete(&c.id, true)).await;
     if let Some(io) = c.init.take_io() {
         io.shutdown();
     }
@@ -270,4 +298,6 @@ async fn cleanup_failed_create(c: &Container) {
     if let Some(d) = &c.overlay_dir {
         super::tune::remove_overlay_folder(d);
     }
+    // cleaned up: containerd's `delete` has nothing left to do
+    BundleState::remove(&c.bundle);
 }

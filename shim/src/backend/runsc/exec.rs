@@ -10,7 +10,8 @@ use serde_json::Value;
 use super::container::{console_socket_path, Container};
 use super::io::{ConsoleSocket, ProcessIo};
 use super::process::{Phase, Process};
-use super::{internal, status, RunscTask, RUNSC_TIMEOUT};
+use super::task::Core;
+use super::{internal, status};
 use crate::enforce;
 
 /// An exec id as a file name: safe characters only, bounded.
@@ -28,7 +29,7 @@ fn file_safe(exec_id: &str) -> String {
         .collect()
 }
 
-impl RunscTask {
+impl Core {
     pub(super) async fn start_exec(
         &self,
         c: &Arc<Container>,
@@ -52,16 +53,12 @@ impl RunscTask {
                 &internal_pid_file,
                 Some(sock.path()),
             );
-            let recv = tokio::task::spawn_blocking(move || sock.receive_master(RUNSC_TIMEOUT));
-            let r = c
-                .runsc
-                .run_with_stdio(&argv, Default::default(), Some(&c.log), RUNSC_TIMEOUT)
-                .await;
-            if r.is_ok() {
-                let master = recv.await.map_err(internal)?.map_err(internal)?;
-                p.set_io(ProcessIo::console(&p.stdio, master).map_err(internal)?);
-            }
-            r
+            let wait = c.runsc.timeout;
+            let recv = tokio::task::spawn_blocking(move || sock.receive_master(wait));
+            c.runsc
+                .run_with_stdio(&argv, Default::default(), Some(&c.log))
+                .await
+                .map(|()| Some(recv))
         } else {
             let (io, child) = ProcessIo::pipes(&p.stdio).map_err(internal)?;
             p.set_io(io);
@@ -69,28 +66,74 @@ impl RunscTask {
                 .cli
                 .exec(&c.id, &process_file, &pid_file, &internal_pid_file, None);
             c.runsc
-                .run_with_stdio(&argv, child, Some(&c.log), RUNSC_TIMEOUT)
+                .run_with_stdio(&argv, child, Some(&c.log))
                 .await
+                .map(|()| None)
         };
         let _ = std::fs::remove_file(&process_file);
-        if let Err(e) = result {
-            if let Some(io) = p.take_io() {
-                io.shutdown();
+        let recv = match result {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(io) = p.take_io() {
+                    io.shutdown();
+                }
+                return Err(status(Code::FAILED_PRECONDITION, e.to_string()));
             }
-            return Err(status(Code::FAILED_PRECONDITION, e.to_string()));
-        }
+        };
+        // The process runs from here on: any later error must end it.
         let read = |f: &Path| {
             std::fs::read_to_string(f)
                 .ok()
                 .and_then(|s| s.trim().parse::<u32>().ok())
         };
-        let internal_pid =
-            read(&internal_pid_file).ok_or_else(|| internal("runsc exec wrote no internal pid"))?;
-        p.set_internal_pid(internal_pid);
-        p.set_pid(read(&pid_file).unwrap_or(internal_pid));
-        p.set_phase(Phase::Running);
-        self.spawn_waiter(c.clone(), p.clone());
-        Ok(())
+        let host_pid = read(&pid_file);
+        let internal_pid = read(&internal_pid_file);
+        let finished = async {
+            if let Some(recv) = recv {
+                let master = recv
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("cannot receive the exec's terminal: {e}"))?;
+                p.set_io(ProcessIo::console(&p.stdio, master).map_err(|e| e.to_string())?);
+            }
+            internal_pid.ok_or_else(|| "runsc exec wrote no internal pid".to_string())
+        };
+        match finished.await {
+            Ok(internal_pid) => {
+                p.set_internal_pid(internal_pid);
+                p.set_pid(host_pid.unwrap_or(internal_pid));
+                p.set_phase(Phase::Running);
+                self.spawn_waiter(c.clone(), p.clone());
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(container = %c.id, exec = %p.exec_id, error = %e, "exec started but failed; killing it");
+                self.kill_started_exec(c, host_pid, internal_pid).await;
+                if let Some(io) = p.take_io() {
+                    io.shutdown();
+                }
+                Err(internal(e))
+            }
+        }
+    }
+
+    /// End an exec'd process that started but could not be set up: inside
+    /// the sandbox by its pid there, and the `runsc exec` watching it.
+    async fn kill_started_exec(
+        &self,
+        c: &Container,
+        host_pid: Option<u32>,
+        internal_pid: Option<u32>,
+    ) {
+        if let Some(ipid) = internal_pid {
+            let kill = c.cli.kill(&c.id, libc::SIGKILL as u32, false, Some(ipid));
+            if let Err(e) = c.runsc.output(&kill).await {
+                tracing::warn!(container = %c.id, error = %e, "cannot kill the failed exec");
+            }
+        }
+        if let Some(pid) = host_pid {
+            self.pod.reaper.kill_child(pid as i32);
+        }
     }
 }
 

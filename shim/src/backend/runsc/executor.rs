@@ -3,12 +3,11 @@
 
 use std::ffi::CString;
 use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
-
-use tokio::io::AsyncReadExt;
 
 pub use super::cli::{Argv, RunscCli};
 
@@ -16,6 +15,7 @@ use super::io::ChildStdio;
 use crate::reaper::Reaper;
 
 pub use crate::output::summarize;
+use crate::output::{capture, CaptureError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunscError {
@@ -42,6 +42,8 @@ pub struct Runsc {
     pub cli: RunscCli,
     pub mask_proc_sys_net: bool,
     pub reaper: Arc<Reaper>,
+    /// How long one runsc command may take (`[runtime] runsc_timeout_seconds`).
+    pub timeout: Duration,
 }
 
 /// The subcommand of a runsc command line (the first non-flag argument).
@@ -68,10 +70,22 @@ struct MaskArgs {
 }
 
 impl Runsc {
-    fn command(&self, argv: &Argv) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(&argv.program);
+    /// A runsc command in its own process group, so a timeout kills
+    /// whatever it started with it, and killed if the daemon dies (a
+    /// `runsc create` must not finish a sandbox nobody will ever delete).
+    fn command(&self, argv: &Argv) -> std::process::Command {
+        let mut cmd = std::process::Command::new(&argv.program);
         cmd.args(&argv.args);
-        cmd.kill_on_drop(false);
+        cmd.process_group(0);
+        // SAFETY: prctl with integer arguments is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         if self.mask_proc_sys_net {
             let m = MaskArgs {
                 root: CString::new("/").unwrap(),
@@ -113,9 +127,11 @@ impl Runsc {
         cmd
     }
 
-    /// Run a command and return its stdout; stderr goes into the error on failure.
-    pub async fn output(&self, argv: &Argv, timeout: Duration) -> Result<Vec<u8>, RunscError> {
-        self.output_bounded(argv, Some(timeout)).await
+    /// Run a command and return its stdout; stderr goes into the error on
+    /// failure. Bounded by the runsc timeout: a command that outlives it is
+    /// killed with its process group.
+    pub async fn output(&self, argv: &Argv) -> Result<Vec<u8>, RunscError> {
+        self.output_bounded(argv, Some(self.timeout)).await
     }
 
     async fn output_bounded(
@@ -124,70 +140,39 @@ impl Runsc {
         timeout: Option<Duration>,
     ) -> Result<Vec<u8>, RunscError> {
         let sub = subcommand(argv);
-        let mut cmd = self.command(argv);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = self
-            .reaper
-            .spawn(&mut cmd)
-            .map_err(|err| spawn_error(argv, err))?;
-        let pid = child.id();
-        let mut stdout = child.stdout.take().expect("piped");
-        let mut stderr = child.stderr.take().expect("piped");
-        let work = async {
-            let mut out = Vec::new();
-            let mut err = Vec::new();
-            let (a, b) = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
-            let _ = (a, b);
-            let status = child.wait().await;
-            (out, err, status)
-        };
-        let result = match timeout {
-            Some(t) => tokio::time::timeout(t, work).await,
-            None => Ok(work.await),
-        };
-        let (out, err, status) = match result {
-            Ok(r) => r,
-            Err(_) => {
-                if let Some(pid) = pid {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid as i32),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-                self.reaper.untrack(pid);
-                return Err(RunscError::Timeout {
-                    sub,
-                    secs: timeout.map(|t| t.as_secs()).unwrap_or(0),
-                });
-            }
-        };
-        self.reaper.untrack(pid);
-        let status = status.map_err(|err| spawn_error(argv, err))?;
-        if !status.success() {
-            let mut both = err;
-            if both.is_empty() {
-                both = out;
-            }
+        let c = capture(&self.reaper, self.command(argv), None, timeout)
+            .await
+            .map_err(|e| match e {
+                CaptureError::Spawn(err) => spawn_error(argv, err),
+                CaptureError::Timeout(secs) => RunscError::Timeout {
+                    sub: sub.clone(),
+                    secs,
+                },
+            })?;
+        if c.status != 0 {
+            let both = if c.stderr.is_empty() {
+                c.stdout
+            } else {
+                c.stderr
+            };
             return Err(RunscError::Failed {
                 sub,
-                status: status.to_string(),
+                status: describe(c.status),
                 message: summarize(&both),
             });
         }
-        Ok(out)
+        Ok(c.stdout)
     }
 
     /// Run a command whose stdio is the container's (create, start, exec).
     /// runsc's own errors then go to its `--log` file, which is read for the
-    /// error message.
+    /// error message. A command that outlives the runsc timeout is killed
+    /// with its process group.
     pub async fn run_with_stdio(
         &self,
         argv: &Argv,
         stdio: ChildStdio,
         log: Option<&Path>,
-        timeout: Duration,
     ) -> Result<(), RunscError> {
         let sub = subcommand(argv);
         let mut cmd = self.command(argv);
@@ -199,35 +184,30 @@ impl Runsc {
         cmd.stdin(to(stdio.stdin))
             .stdout(to(stdio.stdout))
             .stderr(to(stdio.stderr));
-        let mut child = self
+        let (_child, mut exit) = self
             .reaper
             .spawn(&mut cmd)
             .map_err(|err| spawn_error(argv, err))?;
         // drop our copies of the container's ends now that the child has them
         drop(cmd);
-        let pid = child.id();
-        let status = match tokio::time::timeout(timeout, child.wait()).await {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = child.start_kill();
-                let _ = child.wait().await;
-                self.reaper.untrack(pid);
-                return Err(RunscError::Timeout {
-                    sub,
-                    secs: timeout.as_secs(),
-                });
-            }
+        let waited = tokio::time::timeout(self.timeout, exit.status()).await;
+        let Ok(status) = waited else {
+            self.reaper.kill_group(exit.pid);
+            // the call fails once the killed runsc is gone (reaped)
+            let _ = tokio::time::timeout(crate::output::KILL_WAIT, exit.status()).await;
+            return Err(RunscError::Timeout {
+                sub,
+                secs: self.timeout.as_secs(),
+            });
         };
-        self.reaper.untrack(pid);
-        let status = status.map_err(|err| spawn_error(argv, err))?;
-        if !status.success() {
+        if status != 0 {
             let message = log
                 .and_then(|l| std::fs::read(l).ok())
                 .map(|b| summarize(b.get(log_start as usize..).unwrap_or(&b)))
                 .unwrap_or_else(|| "no log".to_string());
             return Err(RunscError::Failed {
                 sub,
-                status: status.to_string(),
+                status: describe(status),
                 message,
             });
         }
@@ -244,6 +224,11 @@ impl Runsc {
             message: summarize(&out),
         })
     }
+}
+
+/// An exit status as a person reads it.
+fn describe(status: i32) -> String {
+    format!("exit status {status}")
 }
 
 /// Parse `{"id":"..","exitStatus":N}`.
@@ -309,17 +294,16 @@ mod tests {
             },
             mask_proc_sys_net: false,
             reaper: Arc::new(Reaper::new()),
+            timeout: Duration::from_secs(5),
         };
+        tokio::spawn(r.reaper.clone().run());
         (dir, r)
     }
 
     #[tokio::test]
     async fn failure_carries_stderr() {
         let (_d, r) = fake("echo 'creating container: boom' >&2; exit 3");
-        let e = r
-            .output(&r.cli.state("c"), Duration::from_secs(5))
-            .await
-            .unwrap_err();
+        let e = r.output(&r.cli.state("c")).await.unwrap_err();
         let s = e.to_string();
         assert!(
             s.contains("runsc state failed") && s.contains("boom"),
@@ -329,12 +313,58 @@ mod tests {
 
     #[tokio::test]
     async fn timeout_is_reported() {
-        let (_d, r) = fake("sleep 5");
+        let (d, mut r) = fake("sleep 300 & echo $! > \"$(dirname \"$0\")/bg.pid\"; exec sleep 301");
+        r.timeout = Duration::from_millis(500);
+        let e = r.output(&r.cli.state("c")).await.unwrap_err();
+        assert!(matches!(e, RunscError::Timeout { .. }), "{e}");
+        // the hung command and what it started are killed, not orphaned
+        let bg: i32 = std::fs::read_to_string(d.path().join("bg.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let gone = async {
+            while std::fs::read_to_string(format!("/proc/{bg}/stat"))
+                .is_ok_and(|s| crate::reaper::parse_stat(&s).is_none_or(|(st, _)| st != 'Z'))
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), gone)
+            .await
+            .expect("the hung runsc's child was killed");
+        assert_eq!(r.reaper.sizes().0, 0, "the hung runsc was reaped");
+    }
+
+    #[tokio::test]
+    async fn hung_run_with_stdio_is_killed() {
+        let (_d, mut r) = fake("exec sleep 300");
+        r.timeout = Duration::from_millis(300);
         let e = r
-            .output(&r.cli.state("c"), Duration::from_millis(200))
+            .run_with_stdio(&r.cli.start("c"), ChildStdio::default(), None)
             .await
             .unwrap_err();
-        assert!(matches!(e, RunscError::Timeout { .. }), "{e}");
+        assert!(e.to_string().contains("timed out"), "{e}");
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while r.reaper.sizes().0 > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("reaped");
+    }
+
+    #[tokio::test]
+    async fn garbage_on_stderr_becomes_a_bounded_message_without_secrets() {
+        let secret = format!("ghp_{}", "Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0FeDcBa");
+        let (_d, r) = fake(&format!(
+            "head -c 20000 /dev/urandom >&2; printf '\\nGITHUB_TOKEN={secret} failed\\n' >&2; exit 2"
+        ));
+        let e = r.output(&r.cli.state("c")).await.unwrap_err().to_string();
+        assert!(e.starts_with("runsc state failed (exit status 2)"), "{e}");
+        assert!(!e.contains(&secret), "{e}");
+        assert!(e.len() < 2 * crate::output::MAX_MESSAGE, "{}", e.len());
+        assert!(!e.chars().any(|c| c.is_control()), "{e:?}");
     }
 
     #[tokio::test]
@@ -353,12 +383,7 @@ mod tests {
         cli.log = Some(log.clone());
         let argv = cli.start("c");
         let e = r
-            .run_with_stdio(
-                &argv,
-                ChildStdio::default(),
-                Some(&log),
-                Duration::from_secs(5),
-            )
+            .run_with_stdio(&argv, ChildStdio::default(), Some(&log))
             .await
             .unwrap_err();
         assert!(e.to_string().contains("gofer: permission denied"), "{e}");

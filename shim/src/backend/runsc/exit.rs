@@ -9,10 +9,11 @@ use serde_json::json;
 
 use super::container::Container;
 use super::process::{Process, UNKNOWN_EXIT};
-use super::{RunscTask, DRAIN_TIMEOUT};
+use super::task::Core;
+use super::DRAIN_TIMEOUT;
 use crate::events::{self, EventSink};
 
-impl RunscTask {
+impl Core {
     /// Watch a process until it exits: `runsc wait` or the reaper, then `finish`.
     pub(super) fn spawn_waiter(&self, c: Arc<Container>, p: Arc<Process>) {
         let events = self.pod.events.clone();
@@ -26,10 +27,7 @@ impl RunscTask {
             // init is only known to the sandbox: ask `runsc wait`.
             let from_reaper = pid > 0 && (!p.exec_id.is_empty() || c.is_sandbox_root());
             let status = if from_reaper {
-                match reaper.wait_exit(pid, None).await {
-                    Some(s) => s as u32,
-                    None => UNKNOWN_EXIT,
-                }
+                reaper.wait_exit(pid, p.since).await as u32
             } else {
                 match c.runsc.wait(&c.cli.wait(&c.id, None)).await {
                     Ok(s) => s as u32,
@@ -44,7 +42,9 @@ impl RunscTask {
     }
 }
 
-/// A process ended with `status`: record it once, audit, publish.
+/// A process ended with `status`: record it once, audit, publish. The end
+/// of a container's init cancels its lifetime timer (last: the timer itself
+/// may be what is finishing the container).
 pub(super) async fn finish(c: &Container, p: &Process, status: u32, events: &dyn EventSink) {
     if let Some(io) = p.take_io() {
         io.drain(DRAIN_TIMEOUT).await;
@@ -53,6 +53,13 @@ pub(super) async fn finish(c: &Container, p: &Process, status: u32, events: &dyn
     if !p.set_exited(status) {
         return;
     }
+    report(c, p, status, events).await;
+    if p.exec_id.is_empty() {
+        drop(c.lifetime.lock().unwrap().take());
+    }
+}
+
+async fn report(c: &Container, p: &Process, status: u32, events: &dyn EventSink) {
     tracing::info!(container = %c.id, exec = %p.exec_id, status, "process exited");
     let a = &c.admitted;
     // an OOM kill of the sandbox: TaskOOM first, so CRI says OOMKilled

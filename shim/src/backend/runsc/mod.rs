@@ -4,13 +4,15 @@
 //! created in it as a subcontainer (runsc reads the CRI annotations of the
 //! spec to decide).
 //!
-//! Layout: `task` (the Task service), `container` (Create: rootfs and
+//! Layout: `task` (the Task service), `lifecycle` (Create, Start, Delete),
+//! `container` (Create: rootfs and
 //! `runsc create`), `exec` (exec'd processes), `exit` (waiting for exits and
 //! reporting them), `cli` (runsc's command lines) and `executor` (running
 //! them), `io` (FIFOs, pipes, terminals), `process`, `oom`, `stats`,
-//! `cleanup` (containerd's `delete` after a crash), and the fast runsc
-//! configuration: `tuning` (which flags), `probe` (what this runsc
-//! supports), `hints` (emptyDir mount hints), `tune` (the Create step).
+//! `update` (resource updates), `cleanup` (containerd's `delete` after a
+//! crash), and the fast runsc configuration: `tuning` (which flags), `probe`
+//! (what this runsc supports), `hints` (emptyDir mount hints), `tune` (the
+//! Create step).
 
 pub mod cleanup;
 pub mod cli;
@@ -20,6 +22,7 @@ pub mod executor;
 mod exit;
 pub mod hints;
 pub mod io;
+mod lifecycle;
 pub mod oom;
 pub mod probe;
 pub mod process;
@@ -27,6 +30,7 @@ pub mod stats;
 mod task;
 mod tune;
 pub mod tuning;
+mod update;
 
 use std::time::Duration;
 
@@ -37,8 +41,6 @@ pub use cli::{Argv, RunscCli};
 pub use executor::{parse_ps, summarize, Runsc, RunscError};
 pub use task::RunscTask;
 
-/// How long one runsc lifecycle command may take.
-const RUNSC_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long the output of an exited process may take to drain.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -5,11 +5,9 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncReadExt;
 
 use super::tuning::Capabilities;
 use crate::reaper::Reaper;
@@ -80,40 +78,20 @@ pub async fn capabilities(
 
 /// Run `binary args`; stdout and stderr together (runsc prints `flags` to stderr).
 async fn run(reaper: &Reaper, binary: &Path, args: &[&str]) -> Result<String, String> {
+    use crate::output::{capture, CaptureError};
     let what = format!("{} {}", binary.display(), args.join(" "));
-    let mut cmd = tokio::process::Command::new(binary);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = reaper
-        .spawn(&mut cmd)
-        .map_err(|e| format!("cannot run {what}: {e}"))?;
-    let pid = child.id();
-    let mut stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    let work = async {
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let _ = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
-        let status = child.wait().await;
-        (out, err, status)
+    let mut cmd = std::process::Command::new(binary);
+    cmd.args(args);
+    let c = match capture(reaper, cmd, None, Some(PROBE_TIMEOUT)).await {
+        Ok(c) => c,
+        Err(CaptureError::Timeout(_)) => return Err(format!("{what} timed out")),
+        Err(e) => return Err(format!("cannot run {what}: {e}")),
     };
-    let result = tokio::time::timeout(PROBE_TIMEOUT, work).await;
-    let Ok((mut out, err, status)) = result else {
-        if let Some(pid) = pid {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        reaper.untrack(pid);
-        return Err(format!("{what} timed out"));
-    };
-    reaper.untrack(pid);
-    let status = status.map_err(|e| format!("cannot run {what}: {e}"))?;
-    if !status.success() {
+    let (mut out, err) = (c.stdout, c.stderr);
+    if c.status != 0 {
         return Err(format!(
-            "{what} failed ({status}): {}",
+            "{what} failed (exit status: {}): {}",
+            c.status,
             crate::output::summarize(&err)
         ));
     }

@@ -34,6 +34,8 @@ pub struct Process {
     exited_tx: watch::Sender<Option<Exit>>,
     /// The process spec (exec only), already rewritten by the policy.
     pub spec: Option<serde_json::Value>,
+    /// Made before runsc started it: a status reaped earlier is not its own.
+    pub since: tokio::time::Instant,
 }
 
 #[derive(Debug)]
@@ -61,6 +63,7 @@ impl Process {
             }),
             exited_tx,
             spec,
+            since: tokio::time::Instant::now(),
         }
     }
 

@@ -6,9 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use containerd_shim_protos::api::{self, *};
-use containerd_shim_protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskIO, TaskStart,
-};
+use containerd_shim_protos::events::task::TaskExecAdded;
 use containerd_shim_protos::protobuf::well_known_types::empty::Empty;
 use containerd_shim_protos::protobuf::MessageField;
 use containerd_shim_protos::shim_async::Task;
@@ -16,30 +14,64 @@ use containerd_shim_protos::ttrpc::{self, r#async::TtrpcContext, Code};
 use serde_json::json;
 use tokio::sync::Mutex;
 
-use super::cleanup::unmount_rootfs;
 use super::container::Container;
 use super::exit::finish;
 use super::io::StdioPaths;
 use super::process::{Phase, Process, UNKNOWN_EXIT};
-use super::{internal, not_found, status, RUNSC_TIMEOUT};
+use super::{internal, not_found, status};
 use crate::backend::Control;
 use crate::events;
-use crate::pod::{BundleState, Pod};
+use crate::pod::Pod;
 
-pub struct RunscTask {
+/// How long a call waits for a Create of its container that is in flight.
+const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// What the backend's work needs, cheap to clone into a task of its own.
+#[derive(Clone)]
+pub struct Core {
     pub(super) pod: Arc<Pod>,
-    containers: Mutex<HashMap<String, Arc<Container>>>,
+    pub(super) containers: Arc<Mutex<HashMap<String, Arc<Container>>>>,
+}
+
+/// The runsc backend's Task service.
+pub struct RunscTask {
+    core: Core,
+}
+
+impl std::ops::Deref for RunscTask {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
+    }
 }
 
 impl RunscTask {
     pub fn new(pod: Arc<Pod>) -> RunscTask {
         RunscTask {
-            pod,
-            containers: Mutex::new(HashMap::new()),
+            core: Core {
+                pod,
+                containers: Arc::new(Mutex::new(HashMap::new())),
+            },
         }
     }
+}
 
-    async fn get(&self, id: &str) -> Result<Arc<Container>, ttrpc::Error> {
+/// Run a call's work in a task of its own: containerd going away mid-call
+/// (ttrpc then drops the call) must not leave a Create, Start or Delete half
+/// done — a mounted rootfs, a sandbox nobody tracks, a start never watched.
+async fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = ttrpc::Result<T>> + Send + 'static,
+) -> ttrpc::Result<T> {
+    tokio::spawn(work).await.map_err(internal)?
+}
+
+impl Core {
+    pub(super) async fn get(&self, id: &str) -> Result<Arc<Container>, ttrpc::Error> {
+        if let Some(c) = self.containers.lock().await.get(id) {
+            return Ok(c.clone());
+        }
+        // a Create in flight: answer once it settled
+        self.pod.settled(id, SETTLE_WAIT).await;
         self.containers
             .lock()
             .await
@@ -61,10 +93,55 @@ impl Control for RunscTask {
     async fn kill(&self, id: &str, signal: u32, all: bool) -> Result<(), String> {
         let c = self.get(id).await.map_err(|e| e.to_string())?;
         c.runsc
-            .output(&c.cli.kill(&c.id, signal, all, None), RUNSC_TIMEOUT)
+            .output(&c.cli.kill(&c.id, signal, all, None))
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
+    }
+
+    async fn force_delete(&self, id: &str) -> Result<(), String> {
+        let c = self.get(id).await.map_err(|e| e.to_string())?;
+        let delete = |c: Arc<Container>| async move {
+            c.runsc
+                .output(&c.cli.delete(&c.id, true))
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        let mut result = delete(c.clone()).await;
+        if result.is_err() {
+            // runsc cannot reach the sandbox (hung, stopped): end the sandbox
+            // process on the host, which ends every container in it
+            let root = match c.is_sandbox_root() {
+                true => Some(c.clone()),
+                false => self.sandbox_root().await,
+            };
+            let pid = root.map(|r| r.init.pid() as i32).unwrap_or(0);
+            if pid > 1 && self.pod.reaper.kill_child(pid) {
+                tracing::error!(container = %c.id, pid, "runsc cannot delete the container; killed its sandbox");
+                // runsc's own state goes now that nothing in it answers
+                if let Err(e) = delete(c.clone()).await {
+                    tracing::warn!(container = %c.id, error = %e, "runsc delete after the kill");
+                }
+                result = Ok(());
+            }
+        }
+        if result.is_ok() {
+            finish(&c, &c.init, UNKNOWN_EXIT, self.pod.events.as_ref()).await;
+        }
+        result
+    }
+}
+
+impl Core {
+    /// The container that is the pod's runsc sandbox.
+    async fn sandbox_root(&self) -> Option<Arc<Container>> {
+        self.containers
+            .lock()
+            .await
+            .values()
+            .find(|c| c.is_sandbox_root())
+            .cloned()
     }
 }
 
@@ -75,92 +152,13 @@ impl Task for RunscTask {
         _ctx: &TtrpcContext,
         req: CreateTaskRequest,
     ) -> ttrpc::Result<CreateTaskResponse> {
-        if self.containers.lock().await.contains_key(&req.id) {
-            return Err(status(
-                Code::ALREADY_EXISTS,
-                format!("container {} already exists", req.id),
-            ));
-        }
-        let c = match self.do_create(&req).await {
-            Ok(c) => c,
-            Err(msg) => {
-                tracing::error!(container = %req.id, error = %msg, "create failed");
-                return Err(status(Code::FAILED_PRECONDITION, msg));
-            }
-        };
-        let pid = c.init.pid();
-        self.containers.lock().await.insert(c.id.clone(), c.clone());
-        self.pod.worked();
-        events::send(
-            self.pod.events.as_ref(),
-            TaskCreate {
-                container_id: req.id.clone(),
-                bundle: req.bundle.clone(),
-                rootfs: req.rootfs.clone(),
-                io: MessageField::some(TaskIO {
-                    stdin: req.stdin.clone(),
-                    stdout: req.stdout.clone(),
-                    stderr: req.stderr.clone(),
-                    terminal: req.terminal,
-                    ..Default::default()
-                }),
-                checkpoint: req.checkpoint.clone(),
-                pid,
-                ..Default::default()
-            },
-        )
-        .await;
-        Ok(CreateTaskResponse {
-            pid,
-            ..Default::default()
-        })
+        let core = self.core.clone();
+        detached(async move { core.create(req).await }).await
     }
 
     async fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
-        let c = self.get(&req.id).await?;
-        let p = c.process(&req.exec_id)?;
-        if p.phase() != Phase::Created {
-            return Err(status(
-                Code::FAILED_PRECONDITION,
-                format!("process {} is not in the created state", req.id),
-            ));
-        }
-        if req.exec_id.is_empty() {
-            let stdio = c.start_stdio.lock().unwrap().take().unwrap_or_default();
-            c.runsc
-                .run_with_stdio(&c.cli.start(&c.id), stdio, Some(&c.log), RUNSC_TIMEOUT)
-                .await
-                .map_err(internal)?;
-            p.set_phase(Phase::Running);
-            self.spawn_waiter(c.clone(), p.clone());
-            *c.lifetime.lock().unwrap() = self.pod.spawn_lifetime(c.admitted.clone());
-            events::send(
-                self.pod.events.as_ref(),
-                TaskStart {
-                    container_id: c.id.clone(),
-                    pid: p.pid(),
-                    ..Default::default()
-                },
-            )
-            .await;
-        } else {
-            self.start_exec(&c, &p).await?;
-            events::send(
-                self.pod.events.as_ref(),
-                TaskExecStarted {
-                    container_id: c.id.clone(),
-                    exec_id: req.exec_id.clone(),
-                    pid: p.pid(),
-                    ..Default::default()
-                },
-            )
-            .await;
-        }
-        self.pod.worked();
-        Ok(StartResponse {
-            pid: p.pid(),
-            ..Default::default()
-        })
+        let core = self.core.clone();
+        detached(async move { core.start(req).await }).await
     }
 
     async fn delete(
@@ -168,81 +166,8 @@ impl Task for RunscTask {
         _ctx: &TtrpcContext,
         req: DeleteRequest,
     ) -> ttrpc::Result<DeleteResponse> {
-        let c = self.get(&req.id).await?;
-        if !req.exec_id.is_empty() {
-            let p = c.process(&req.exec_id)?;
-            if p.phase() != Phase::Stopped && p.phase() != Phase::Created {
-                return Err(status(
-                    Code::FAILED_PRECONDITION,
-                    format!("exec {} is still running", req.exec_id),
-                ));
-            }
-            c.execs.lock().unwrap().remove(&req.exec_id);
-            if let Some(io) = p.take_io() {
-                io.shutdown();
-            }
-            let exit = p.exit();
-            return Ok(DeleteResponse {
-                pid: p.pid(),
-                exit_status: exit.as_ref().map(|e| e.status).unwrap_or(0),
-                exited_at: MessageField::from_option(exit.map(|e| e.at)),
-                ..Default::default()
-            });
-        }
-        let p = c.init.clone();
-        // force: also tears down a sandbox whose init is gone
-        if let Err(e) = c
-            .runsc
-            .output(&c.cli.delete(&c.id, true), RUNSC_TIMEOUT)
-            .await
-        {
-            tracing::warn!(container = %c.id, error = %e, "runsc delete failed");
-        }
-        if p.phase() != Phase::Stopped {
-            // created but never started, or the waiter has not reported yet
-            finish(&c, &p, UNKNOWN_EXIT, self.pod.events.as_ref()).await;
-        }
-        if let Some(io) = p.take_io() {
-            io.shutdown();
-        }
-        for (_, e) in c.execs.lock().unwrap().drain() {
-            if let Some(io) = e.take_io() {
-                io.shutdown();
-            }
-        }
-        if let Some(h) = c.lifetime.lock().unwrap().take() {
-            h.abort();
-        }
-        c.start_stdio.lock().unwrap().take();
-        if c.rootfs_mounted {
-            unmount_rootfs(&c.bundle);
-        }
-        if let Some(d) = &c.overlay_dir {
-            super::tune::remove_overlay_folder(d);
-        }
-        // cleaned up: containerd's `delete` action has nothing left to do
-        BundleState::remove(&c.bundle);
-        self.containers.lock().await.remove(&c.id);
-        let exit = p.exit();
-        let exit_status = exit.as_ref().map(|e| e.status).unwrap_or(UNKNOWN_EXIT);
-        let exited_at = exit.map(|e| e.at).unwrap_or_else(super::process::now);
-        events::send(
-            self.pod.events.as_ref(),
-            TaskDelete {
-                container_id: c.id.clone(),
-                pid: p.pid(),
-                exit_status,
-                exited_at: MessageField::some(exited_at.clone()),
-                ..Default::default()
-            },
-        )
-        .await;
-        Ok(DeleteResponse {
-            pid: p.pid(),
-            exit_status,
-            exited_at: MessageField::some(exited_at),
-            ..Default::default()
-        })
+        let core = self.core.clone();
+        detached(async move { core.delete(req).await }).await
     }
 
     async fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> ttrpc::Result<Empty> {
@@ -344,7 +269,7 @@ impl Task for RunscTask {
             Phase::Created if req.exec_id.is_empty() => {
                 // never started: tear it down; the exit is reported by delete
                 c.runsc
-                    .output(&c.cli.delete(&c.id, true), RUNSC_TIMEOUT)
+                    .output(&c.cli.delete(&c.id, true))
                     .await
                     .map_err(internal)?;
                 finish(&c, &p, 128 + req.signal, self.pod.events.as_ref()).await;
@@ -364,7 +289,7 @@ impl Task for RunscTask {
                 .ok_or_else(|| status(Code::FAILED_PRECONDITION, "exec has no pid yet"))?;
             c.cli.kill(&c.id, req.signal, false, Some(pid))
         };
-        match c.runsc.output(&argv, RUNSC_TIMEOUT).await {
+        match c.runsc.output(&argv).await {
             Ok(_) => Ok(Empty::new()),
             Err(e) if p.phase() == Phase::Stopped => Err(status(
                 Code::NOT_FOUND,
@@ -376,11 +301,7 @@ impl Task for RunscTask {
 
     async fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> ttrpc::Result<PidsResponse> {
         let c = self.get(&req.id).await?;
-        let out = c
-            .runsc
-            .output(&c.cli.ps(&c.id), RUNSC_TIMEOUT)
-            .await
-            .map_err(internal)?;
+        let out = c.runsc.output(&c.cli.ps(&c.id)).await.map_err(internal)?;
         let pids =
             super::parse_ps(&out).ok_or_else(|| internal("runsc ps printed unreadable output"))?;
         Ok(PidsResponse {
@@ -398,7 +319,7 @@ impl Task for RunscTask {
     async fn pause(&self, _ctx: &TtrpcContext, req: PauseRequest) -> ttrpc::Result<Empty> {
         let c = self.get(&req.id).await?;
         c.runsc
-            .output(&c.cli.pause(&c.id, true), RUNSC_TIMEOUT)
+            .output(&c.cli.pause(&c.id, true))
             .await
             .map_err(internal)?;
         c.init.set_phase(Phase::Paused);
@@ -408,7 +329,7 @@ impl Task for RunscTask {
     async fn resume(&self, _ctx: &TtrpcContext, req: ResumeRequest) -> ttrpc::Result<Empty> {
         let c = self.get(&req.id).await?;
         c.runsc
-            .output(&c.cli.pause(&c.id, false), RUNSC_TIMEOUT)
+            .output(&c.cli.pause(&c.id, false))
             .await
             .map_err(internal)?;
         c.init.set_phase(Phase::Running);
@@ -439,13 +360,7 @@ impl Task for RunscTask {
 
     async fn update(&self, _ctx: &TtrpcContext, req: UpdateTaskRequest) -> ttrpc::Result<Empty> {
         let c = self.get(&req.id).await?;
-        // gVisor applies cgroup limits to the whole sandbox from outside; the
-        // runsc of Debian 12 has no `update`. Accept and record, so kubelet's
-        // resource updates do not fail the pod.
-        let a = &c.admitted;
-        let _ = a
-            .audit
-            .record("update", &a.subject, json!({"applied": false}));
+        self.update_resources(&c, &req).await?;
         Ok(Empty::new())
     }
 
@@ -453,7 +368,7 @@ impl Task for RunscTask {
         let c = self.get(&req.id).await?;
         let out = c
             .runsc
-            .output(&c.cli.stats(&c.id), RUNSC_TIMEOUT)
+            .output(&c.cli.stats(&c.id))
             .await
             .map_err(internal)?;
         let metrics = super::stats::metrics_from_runsc(&out).map_err(internal)?;
@@ -468,7 +383,14 @@ impl Task for RunscTask {
         _ctx: &TtrpcContext,
         req: ConnectRequest,
     ) -> ttrpc::Result<ConnectResponse> {
-        let task_pid = self.get(&req.id).await.map(|c| c.init.pid()).unwrap_or(0);
+        // never waits for a Create in flight: containerd connects with a deadline
+        let task_pid = self
+            .containers
+            .lock()
+            .await
+            .get(&req.id)
+            .map(|c| c.init.pid())
+            .unwrap_or(0);
         Ok(ConnectResponse {
             shim_pid: std::process::id(),
             task_pid,
