@@ -26,7 +26,7 @@ lint:
 # Unit, golden, property and in-process tests (no root needed), then the
 # end-to-end suites against real containerd + runc + runsc (root).
 unit:
-	$(CARGO) test --workspace --exclude agentbox-e2e --tests
+	$(CARGO) test --workspace --exclude agentbox-e2e --tests --no-fail-fast
 
 e2e: build
 	$(CARGO) test -p agentbox-e2e --tests --no-fail-fast -- --test-threads=$(E2E_THREADS)
