@@ -180,3 +180,100 @@ fn managed_roots_cannot_be_the_root_or_proc() {
     }
     Policy::from_toml_str("[mounts]\nmanaged_roots = [\"/srv/pods\"]").unwrap();
 }
+
+/// An injected mount's source may not be `/`, `/proc` or under `/proc`, and
+/// a destination may be listed once (mutants in the config's compile step).
+#[test]
+fn inject_sources_and_destinations_are_checked_at_load() {
+    for src in ["/", "/proc", "/proc/1/root"] {
+        let e = Policy::from_toml_str(&format!(
+            "[mounts]\ninject = [{{ source = \"{src}\", destination = \"/x\" }}]"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("mounts.inject"), "{src}: {e}");
+    }
+    let e = Policy::from_toml_str(
+        "[mounts]\ninject = [{ source = \"/etc/a\", destination = \"/x\" }, { source = \"/etc/b\", destination = \"/x\" }]",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("listed twice"), "{e}");
+    Policy::from_toml_str(
+        "[mounts]\ninject = [{ source = \"/etc/a\", destination = \"/x\" }, { source = \"/etc/b\", destination = \"/y\" }]",
+    )
+    .unwrap();
+}
+
+/// The real host: sockets are seen as sockets; a path that is not a link
+/// is `Ok(None)`; an error that is not "no such link" is an error.
+#[test]
+fn the_real_host_tells_sockets_links_and_errors_apart() {
+    use agentbox_policy::{HostFs, RealHostFs};
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("s.sock");
+    let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let file = dir.path().join("f");
+    std::fs::write(&file, b"").unwrap();
+    assert!(RealHostFs.is_socket(sock.to_str().unwrap()));
+    assert!(!RealHostFs.is_socket(file.to_str().unwrap()));
+    for p in [
+        file.clone(),
+        dir.path().join("missing"),
+        file.join("under-a-file"),
+    ] {
+        assert_eq!(RealHostFs.read_link(p.to_str().unwrap()).unwrap(), None);
+    }
+    let long = dir.path().join("n".repeat(300));
+    assert!(RealHostFs.read_link(long.to_str().unwrap()).is_err());
+}
+
+fn input_error(spec: &Value) -> String {
+    match agentbox_policy::apply(&standard(), &serde_json::to_vec(spec).unwrap(), &NoHostFs) {
+        Err(e) => e.to_string(),
+        Ok(d) => panic!("accepted: {:?}", d.report()),
+    }
+}
+
+/// Input errors name where (a JSON pointer, long keys cut, `~` and `/`
+/// escaped), the limit is 4 MiB inclusive, and every typed field is checked.
+#[test]
+fn input_errors_point_at_the_field_and_the_limit_is_exact() {
+    let mut s = base();
+    s["process"]["noNewPrivileges"] = json!("yes");
+    assert_eq!(
+        input_error(&s),
+        "/process/noNewPrivileges must be a boolean"
+    );
+    let mut s = base();
+    s["process"]["capabilities"]["bounding"] = json!([1]);
+    assert!(input_error(&s).starts_with("/process/capabilities/bounding"));
+    let mut s = base();
+    s["mounts"][1]["destination"] = json!(7);
+    assert_eq!(input_error(&s), "/mounts/1/destination must be a string");
+
+    let key = format!("a/b~{}", "k".repeat(100));
+    let mut s = base();
+    s["x"] = json!({ key.clone(): "nul\u{0}" });
+    let e = input_error(&s);
+    let want = format!("/x/a~1b~0{}…", "k".repeat(60));
+    assert!(e.contains(&want), "{e}");
+    let mut s = base();
+    s["x"] = json!({ "k".repeat(64): "nul\u{0}" });
+    assert!(input_error(&s).contains(&format!("/x/{} ", "k".repeat(64))));
+
+    // exactly the limit is read; one byte more is refused
+    let mut bytes = serde_json::to_vec(&base()).unwrap();
+    let pad = agentbox_policy::MAX_INPUT_BYTES - bytes.len();
+    bytes.truncate(bytes.len() - 1);
+    bytes.extend(std::iter::repeat_n(b' ', pad));
+    bytes.push(b'}');
+    assert_eq!(bytes.len(), agentbox_policy::MAX_INPUT_BYTES);
+    agentbox_policy::apply(&standard(), &bytes, &NoHostFs).expect("at the limit");
+    bytes.push(b' ');
+    let e = agentbox_policy::apply(&standard(), &bytes, &NoHostFs)
+        .err()
+        .expect("over the limit")
+        .to_string();
+    assert_eq!(e, "input is 4194305 bytes, over the 4194304 byte limit");
+}
