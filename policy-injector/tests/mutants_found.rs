@@ -271,9 +271,9 @@ fn input_errors_point_at_the_field_and_the_limit_is_exact() {
     assert_eq!(bytes.len(), agentbox_policy::MAX_INPUT_BYTES);
     agentbox_policy::apply(&standard(), &bytes, &NoHostFs).expect("at the limit");
     bytes.push(b' ');
-    let e = agentbox_policy::apply(&standard(), &bytes, &NoHostFs)
-        .err()
-        .expect("over the limit")
-        .to_string();
+    let e = match agentbox_policy::apply(&standard(), &bytes, &NoHostFs) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("one byte over the limit was read"),
+    };
     assert_eq!(e, "input is 4194305 bytes, over the 4194304 byte limit");
 }
