@@ -14,6 +14,9 @@ pub struct CleanupState {
     pub global_flags: Vec<String>,
     pub mask_proc_sys_net: bool,
     pub rootfs_mounted: bool,
+    /// The pod's root filesystem overlay folder (its sandbox container only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay_dir: Option<PathBuf>,
     /// `[runtime] runsc_timeout_seconds` (absent: written by an earlier release).
     #[serde(default = "default_timeout")]
     pub timeout_seconds: u64,
@@ -62,6 +65,9 @@ impl CleanupState {
         if self.rootfs_mounted {
             unmount_rootfs(bundle);
         }
+        if let Some(d) = &self.overlay_dir {
+            super::tune::remove_overlay_folder(d);
+        }
         result
     }
 }
@@ -97,6 +103,7 @@ mod tests {
             global_flags: vec![],
             mask_proc_sys_net: false,
             rootfs_mounted: false,
+            overlay_dir: None,
             timeout_seconds: 5,
         };
         let flags = Flags {
