@@ -69,6 +69,23 @@ impl Place {
 }
 
 impl Workload {
+    /// Its key in `AGENTBOX_BENCH_WORKLOADS` (`files-rootfs`, `spawn`, ...).
+    pub fn key(self) -> String {
+        let place = |p: Place| match p {
+            Place::Rootfs => "rootfs",
+            Place::Tmp => "tmp",
+            Place::EmptyDir => "emptydir",
+            Place::Bind => "bind",
+        };
+        match self {
+            Workload::Files(p) => format!("files-{}", place(p)),
+            Workload::Archive(p) => format!("archive-{}", place(p)),
+            Workload::Syscall => "syscall".into(),
+            Workload::Spawn => "spawn".into(),
+            Workload::Pipe => "pipe".into(),
+        }
+    }
+
     /// The timed phases it reports, in order.
     pub fn phases(self) -> Vec<String> {
         match self {
@@ -263,6 +280,24 @@ mod tests {
                 assert!(s.contains(&format!("T {p}|")), "{w:?} {p}");
             }
         }
+    }
+
+    #[test]
+    fn workload_keys_are_distinct() {
+        let all = [
+            Workload::Files(Place::Rootfs),
+            Workload::Files(Place::Tmp),
+            Workload::Files(Place::EmptyDir),
+            Workload::Files(Place::Bind),
+            Workload::Archive(Place::Rootfs),
+            Workload::Archive(Place::EmptyDir),
+            Workload::Syscall,
+            Workload::Spawn,
+            Workload::Pipe,
+        ];
+        let keys: std::collections::BTreeSet<String> = all.iter().map(|w| w.key()).collect();
+        assert_eq!(keys.len(), all.len());
+        assert_eq!(Workload::Files(Place::Tmp).key(), "files-tmp");
     }
 
     #[test]

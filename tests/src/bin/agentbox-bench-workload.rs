@@ -12,7 +12,10 @@
 //! `scripts/fetch-runsc.sh trixie` has put it in `.work/runsc/trixie`.
 //!
 //! Env: AGENTBOX_BENCH_RUNS (rounds, default 3), AGENTBOX_BENCH_SIDES
-//! (comma-separated side keys, default all), AGENTBOX_BENCH_NO_2024=1.
+//! (comma-separated side keys, default all), AGENTBOX_BENCH_WORKLOADS
+//! (comma-separated workload keys — files-rootfs, files-tmp, files-emptydir,
+//! files-bind, archive-rootfs, archive-emptydir, syscall, spawn, pipe —
+//! default all), AGENTBOX_BENCH_NO_2024=1.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -241,6 +244,12 @@ fn sides(
     if let Ok(only) = std::env::var("AGENTBOX_BENCH_SIDES") {
         let keys: Vec<&str> = only.split(',').map(str::trim).collect();
         v.retain(|s| keys.contains(&s.key.as_str()));
+    }
+    if let Ok(only) = std::env::var("AGENTBOX_BENCH_WORKLOADS") {
+        let keys: Vec<&str> = only.split(',').map(str::trim).collect();
+        for s in &mut v {
+            s.work.retain(|w| keys.contains(&w.key().as_str()));
+        }
     }
     v
 }
