@@ -216,7 +216,9 @@ mod tests {
         let names: Vec<&str> = points.iter().map(|p| p["name"].as_str().unwrap()).collect();
         // files off: no open point, the costliest by far in a build
         assert!(
-            !names.iter().any(|n| n.contains("open") || n.contains("creat")),
+            !names
+                .iter()
+                .any(|n| n.contains("open") || n.contains("creat")),
             "{names:?}"
         );
         assert!(names.contains(&"syscall/connect/exit"), "{names:?}");
