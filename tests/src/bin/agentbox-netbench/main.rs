@@ -84,10 +84,9 @@ fn run() -> Result<()> {
     if !is_root() {
         bail!("the benchmarks create network namespaces, containerd and gVisor sandboxes: run them as root");
     }
-    let release = agentbox_e2e::util::cargo_target_dir().join("release");
-    if !release.join("containerd-shim-agentbox-v1").is_file() {
-        bail!("build the release shim first: cargo build --release -p agentbox-shim");
-    }
+    // AGENTBOX_BENCH_ONLY=install,packets,pods,iperf,dns: some sections only
+    let only = std::env::var("AGENTBOX_BENCH_ONLY").ok();
+    let want = |s: &str| only.as_ref().is_none_or(|o| o.split(',').any(|x| x == s));
     println!("# agentbox egress benchmarks\n");
     println!(
         "{}\n",
@@ -95,8 +94,19 @@ fn run() -> Result<()> {
             .map(|l| format!("loadavg {}", l.trim()))
             .unwrap_or_default()
     );
-    install_cost()?;
-    packets::packet_cost()?;
+    if want("install") {
+        install_cost()?;
+    }
+    if want("packets") {
+        packets::packet_cost()?;
+    }
+    if !(want("pods") || want("iperf") || want("dns")) {
+        return Ok(());
+    }
+    let release = agentbox_e2e::util::cargo_target_dir().join("release");
+    if !release.join("containerd-shim-agentbox-v1").is_file() {
+        bail!("build the release shim first: cargo build --release -p agentbox-shim");
+    }
 
     let cfg = ConfigDir::new();
     let mut opts =
@@ -128,10 +138,16 @@ fn run() -> Result<()> {
     );
     ctd.import_busybox(K8S_NAMESPACE)?;
     let cri = ctd.cri()?;
-    pod_start(&cri)?;
-    let iperf = iperf::iperf_dir(&cfg)?;
-    iperf::throughput(&cri, &ctd, &net, &iperf)?;
-    dns_latency(&cri, &ctd)?;
+    if want("pods") {
+        pod_start(&cri)?;
+    }
+    if want("iperf") {
+        let iperf = iperf::iperf_dir(&cfg)?;
+        iperf::throughput(&cri, &ctd, &net, &iperf)?;
+    }
+    if want("dns") {
+        dns_latency(&cri, &ctd)?;
+    }
     Ok(())
 }
 
