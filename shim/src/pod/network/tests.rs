@@ -108,9 +108,11 @@ fn the_ruleset_installs_replaces_and_goes() {
             .find(s)
             .unwrap_or_else(|| panic!("{s:?} not in\n{listed}"))
     };
-    assert!(at("meta protocol arp accept") < at("ip daddr @allow4 accept"));
+    assert!(at("meta protocol ip goto v4") < at("meta protocol arp accept"));
+    assert!(at("ip daddr . meta l4proto . th dport . th sport @live4") < at("@allow4h accept"));
+    assert!(at("@allow4h accept") < at("ip daddr @allow4 accept"));
     assert!(at("ip daddr @allow4 accept") < at("ip daddr @block4 goto deny"));
-    assert!(at("ip daddr @block4 goto deny") < at("update @live4"));
+    assert!(at("ip daddr @block4 goto deny") < at("ip daddr @dns4 update @live4"));
     assert!(at("log prefix") < at("\t\tdrop\n"));
     // applying again replaces, it does not add
     let off = ruleset("[network]\nmode = \"offline\"\n", false);
@@ -160,8 +162,8 @@ fn a_failing_rule_fails_the_whole_transaction() {
     let Some(t) = TestNs::new("fail") else { return };
     let ns = NetNs::open(&t.path()).unwrap();
     let mut rs = ruleset("[network]\nmode = \"offline\"\n", false);
-    let pod = rs.chains.iter_mut().find(|c| c.name == "pod").unwrap();
-    pod.rules.push(agentbox_netpolicy::ruleset::Rule {
+    let v4 = rs.chains.iter_mut().find(|c| c.name == "v4").unwrap();
+    v4.rules.push(agentbox_netpolicy::ruleset::Rule {
         exprs: vec![agentbox_netpolicy::ruleset::Expr::Lookup {
             set: "nosuchset".into(),
             key: vec![agentbox_netpolicy::ruleset::Field::Daddr4],
@@ -172,7 +174,7 @@ fn a_failing_rule_fails_the_whole_transaction() {
         .run(|| Nft::open().unwrap().apply(&rs))
         .unwrap()
         .unwrap_err();
-    assert!(e.to_string().contains("add rule pod"), "{e}");
+    assert!(e.to_string().contains("add rule v4"), "{e}");
     assert!(!t.nft_list().contains("agentbox"), "nothing half-installed");
 }
 
