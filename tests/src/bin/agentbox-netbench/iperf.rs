@@ -1,6 +1,6 @@
 //! iperf3 throughput from gVisor pods to the router's allowed host: with
-//! rules, with agentbox's table but its chain short-circuited, and without
-//! `[network]`, interleaved.
+//! rules, with agentbox's table but its chain short-circuited, with the
+//! previous ruleset, and without `[network]`, interleaved.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -61,11 +61,14 @@ pub fn throughput(
     ctd: &Containerd,
     net: &TestNet,
     iperf: &std::path::Path,
+    cfg_dir: &std::path::Path,
 ) -> Result<()> {
     let runs = env_usize("AGENTBOX_BENCH_IPERF_RUNS", 5);
     let secs = env_usize("AGENTBOX_BENCH_IPERF_SECONDS", 5);
     let mut server = iperf_server(net)?;
-    let kinds = ["net", "hook", "plain"];
+    let kinds = ["net", "hook", "before", "plain"];
+    let before = cfg_dir.join("ruleset-71c0439.nft");
+    std::fs::write(&before, crate::packets::BEFORE)?;
     let mut pods = Vec::new();
     for h in kinds {
         let name = format!("iperf-{h}");
@@ -92,6 +95,21 @@ pub fn throughput(
                 .status()?
                 .success();
             anyhow::ensure!(ok, "cannot short-circuit the hook pod's chain");
+        }
+        if h == "before" {
+            // the previous ruleset in place of agentbox's (eth0 only: iperf needs no DNS)
+            let ns = pod_netns(ctd, &pod.id)?;
+            let ok = Command::new("nsenter")
+                .arg(format!("--net={ns}"))
+                .arg("sh")
+                .arg("-c")
+                .arg(format!(
+                    "nft delete table netdev agentbox && nft -f '{}'",
+                    before.display()
+                ))
+                .status()?
+                .success();
+            anyhow::ensure!(ok, "cannot load the previous ruleset into the pod");
         }
         pods.push((h, pod, id));
     }
@@ -142,14 +160,20 @@ pub fn throughput(
         runs_of(&mbits[1])
     );
     println!(
-        "| without `[network]` | {:.0} | {} |",
+        "| with `[network]`, the previous ruleset (71c0439) | {:.0} | {} |",
         med[2],
         runs_of(&mbits[2])
     );
     println!(
-        "\nratio with rules / without: **{:.3}** (target ≥ 0.95); hook alone / without: {:.3}\n",
-        med[0] / med[2],
-        med[1] / med[2]
+        "| without `[network]` | {:.0} | {} |",
+        med[3],
+        runs_of(&mbits[3])
+    );
+    println!(
+        "\nratio with rules / without: **{:.3}** (target ≥ 0.95); hook alone / without: {:.3}; previous ruleset / without: {:.3}\n",
+        med[0] / med[3],
+        med[1] / med[3],
+        med[2] / med[3]
     );
     Ok(())
 }

@@ -143,7 +143,7 @@ fn run() -> Result<()> {
     }
     if want("iperf") {
         let iperf = iperf::iperf_dir(&cfg)?;
-        iperf::throughput(&cri, &ctd, &net, &iperf)?;
+        iperf::throughput(&cri, &ctd, &net, &iperf, cfg.path())?;
     }
     if want("dns") {
         dns_latency(&cri, &ctd)?;

@@ -3,8 +3,10 @@
 //! bench's own (nothing leaves it: the peer has no address and the
 //! namespace no other link), through no table, a chain of one `accept`
 //! (the hook alone), and the pod's ruleset for an address allowed by an
-//! entry and for one admitted by the resolver. The sending thread's CPU
-//! time per packet is what each costs; interleaved rounds, medians.
+//! entry and for one admitted by the resolver — as agentbox writes it now
+//! and as it did before (`ruleset-71c0439.nft`, loaded with `nft -f`). The
+//! sending thread's CPU time per packet is what each costs; interleaved
+//! rounds, medians.
 
 use std::net::{IpAddr, UdpSocket};
 use std::os::fd::AsFd;
@@ -24,12 +26,17 @@ const ENTRY_DST: &str = "203.0.113.10:5201";
 /// Admitted as if the resolver had answered it for `allowed.mirror.test:443`.
 const RESOLVED_DST: &str = "203.0.113.50:443";
 
+/// The previous ruleset's listing.
+pub const BEFORE: &str = include_str!("ruleset-71c0439.nft");
+
 #[derive(Clone, Copy, PartialEq)]
 enum Variant {
     None,
     Hook,
     Entry,
     Resolved,
+    BeforeEntry,
+    BeforeResolved,
 }
 
 impl Variant {
@@ -39,6 +46,10 @@ impl Variant {
             Variant::Hook => "egress hook, a chain of one `accept`",
             Variant::Entry => "pod ruleset, destination allowed by an entry",
             Variant::Resolved => "pod ruleset, destination admitted by the resolver",
+            Variant::BeforeEntry => "previous ruleset (71c0439), destination allowed by an entry",
+            Variant::BeforeResolved => {
+                "previous ruleset (71c0439), destination admitted by the resolver"
+            }
         }
     }
 }
@@ -72,6 +83,13 @@ fn send(dst: &str, n: usize, len: usize) -> Result<f64> {
         "{failed} of {n} datagrams to {dst} not sent"
     );
     Ok(ns)
+}
+
+struct RmFile(std::path::PathBuf);
+impl Drop for RmFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 fn hook_only(rs: &Ruleset) -> Ruleset {
@@ -173,7 +191,12 @@ pub fn packet_cost() -> Result<()> {
         Variant::Hook,
         Variant::Entry,
         Variant::Resolved,
+        Variant::BeforeEntry,
+        Variant::BeforeResolved,
     ];
+    let before = std::env::temp_dir().join(format!("{name}.nft"));
+    std::fs::write(&before, BEFORE)?;
+    let _rm = RmFile(before.clone());
     let mut cost: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     std::thread::scope(|s| {
         s.spawn(|| -> Result<()> {
@@ -199,6 +222,17 @@ pub fn packet_cost() -> Result<()> {
                             nft.apply(&rs).map_err(err)?;
                             nft.admit(ruleset::TABLE, &admitted).map_err(err)?;
                             RESOLVED_DST
+                        }
+                        Variant::BeforeEntry | Variant::BeforeResolved => {
+                            let _ = nft.delete_table(ruleset::TABLE);
+                            // the thread is in the bench's namespace: so is nft
+                            let ok = Command::new("nft").arg("-f").arg(&before).status()?;
+                            anyhow::ensure!(ok.success(), "nft -f {}", before.display());
+                            if *v == Variant::BeforeEntry {
+                                ENTRY_DST
+                            } else {
+                                RESOLVED_DST
+                            }
                         }
                     };
                     send(dst, 1000, len)?; // warm up (and the flow's first packet)
