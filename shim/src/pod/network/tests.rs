@@ -228,7 +228,7 @@ fn admission_holds_whatever_the_ledger_believes() {
         assert!(o.status.success(), "nft {cmd}: {o:?}");
     };
     let mut n = ns.run(|| Nft::open().unwrap()).unwrap();
-    let mut run = |n: &mut Nft, elems: Vec<Element>| {
+    let run = |n: &mut Nft, elems: Vec<Element>| {
         ns.run(|| n.admit("agentbox", &elems)).unwrap().unwrap();
     };
     ns.run(|| n.apply(&rs)).unwrap().unwrap();
