@@ -18,6 +18,7 @@
 
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -139,7 +140,7 @@ fn run() -> Result<()> {
     ctd.import_busybox(K8S_NAMESPACE)?;
     let cri = ctd.cri()?;
     if want("pods") {
-        pod_start(&cri)?;
+        pod_start(&cri, cfg.path())?;
     }
     if want("iperf") {
         let iperf = iperf::iperf_dir(&cfg)?;
@@ -253,8 +254,34 @@ impl Drop for NsGuard {
     }
 }
 
+/// Seconds since midnight of an RFC 3339 UTC time (`…THH:MM:SS.fffZ`).
+fn seconds_of_day(t: &str) -> Option<f64> {
+    let clock = t.split_once('T')?.1.trim_end_matches('Z');
+    let mut parts = clock.split(':');
+    let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(h.parse::<f64>().ok()? * 3600.0 + m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
+}
+
+/// A pod's audit records as `event@ms` after its first one.
+fn timeline(cfgdir: &Path, pod: &str) -> String {
+    let recs = agentbox_e2e::agentbox::audit(cfgdir);
+    let mine: Vec<(String, f64)> = recs
+        .iter()
+        .filter(|r| r["sandbox_id"] == pod)
+        .filter_map(|r| {
+            let t = seconds_of_day(r["time"].as_str()?)?;
+            Some((r["event"].as_str()?.to_string(), t))
+        })
+        .collect();
+    let t0 = mine.first().map(|(_, t)| *t).unwrap_or_default();
+    mine.iter()
+        .map(|(e, t)| format!("{e}@{:.0}", (t - t0) * 1000.0))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// RunPodSandbox + CreateContainer + StartContainer, with and without `[network]`.
-fn pod_start(cri: &agentbox_e2e::Cri) -> Result<()> {
+fn pod_start(cri: &agentbox_e2e::Cri, cfgdir: &Path) -> Result<()> {
     let runs = env_usize("AGENTBOX_BENCH_POD_RUNS", 8);
     let (mut with, mut without) = (Vec::new(), Vec::new());
     let mut rss = (Vec::new(), Vec::new());
@@ -285,6 +312,8 @@ fn pod_start(cri: &agentbox_e2e::Cri) -> Result<()> {
             without.push(ms);
             rss.1.push(kb as f64);
         }
+        // where the start went: the pod's audit records, ms after its first
+        eprintln!("{h} {ms:.0} ms: {}", timeline(cfgdir, &pod.id));
         cri.stop_container(&id, Duration::from_secs(1))?;
         cri.remove_container(&id)?;
         cri.stop_pod(&pod.id)?;
