@@ -6,7 +6,7 @@ CARGO ?= cargo
 # time is what a 2-core machine takes without timing out.
 E2E_THREADS ?= 2
 
-.PHONY: all deps build release test lint unit e2e test-matrix test-flood demo bench bench-policy bench-secrets bench-shim bench-activity bench-node node-image runtimeclass mutants soak bench-net clean
+.PHONY: all deps build release test lint unit e2e test-matrix test-flood demo bench bench-policy bench-secrets bench-shim bench-activity bench-node node-image runtimeclass mutants soak bench-net bench-workload clean
 
 all: build
 
@@ -60,6 +60,14 @@ bench-secrets:
 bench-shim: release
 	$(CARGO) build --release -p agentbox-e2e --bin agentbox-bench
 	$(CARGO) run --release -q -p agentbox-e2e --bin agentbox-bench
+
+# Agent workloads (small files, archive, spawns, pipes) under runc, runc-v2 +
+# runsc and agentbox with each runsc tuning; trixie's runsc (fetched into
+# .work/, never installed) for comparison. Long: AGENTBOX_BENCH_RUNS rounds.
+bench-workload: release
+	$(CARGO) build --release -p agentbox-e2e --bin agentbox-bench-workload
+	scripts/fetch-runsc.sh trixie || echo "bench-workload: no trixie runsc, Debian 12's only"
+	$(CARGO) run --release -q -p agentbox-e2e --bin agentbox-bench-workload
 
 # Reliability at full scale (RELIABILITY.md): 300 pods churned, 100 idle
 # pods, a pod with 2,000 ExecSync and 200 restarts, every fault 20 times,

@@ -91,30 +91,38 @@ impl ActivityConfig {
 
     /// The pod-init config runsc reads: one trace session whose remote sink
     /// is `socket`, with the points the configured kinds need.
+    ///
+    /// Every point and every context field costs the sentry work on the
+    /// sandbox's own time (the point is built and sent from the task that hit
+    /// it), so each asks for what the tracker reads and nothing more: no
+    /// `binary_info` (a stat of the binary per exec), no `time` or start
+    /// times, no syscall points for a kind that is off. `sentry/task_exit`
+    /// rather than `sentry/exit_notify_parent`: the latter is never sent for
+    /// a container's first process (it has no parent in the sentry), whose
+    /// exit status the audit needs.
     pub fn pod_init_config(&self, socket: &Path) -> Value {
         // the process tree is always followed: it attributes files and
-        // connections to a process, even when only those are recorded
+        // connections to a process, even when only those are recorded.
+        // container/start carries the container id and cwd itself.
         let mut points = vec![
-            point(
-                "container/start",
-                &[],
-                &["container_id", "group_id", "cwd", "credentials"],
-            ),
+            point("container/start", &[], &["group_id", "credentials"]),
+            // the parent of each process; container_id for a parent never
+            // seen (started by `runsc exec`)
             point("sentry/clone", &[], &["container_id", "group_id"]),
             point(
                 "sentry/execve",
                 &[],
                 &["container_id", "group_id", "cwd", "credentials"],
             ),
-            point(
-                "sentry/task_exit",
-                &[],
-                &["container_id", "group_id", "thread_id"],
-            ),
+            // thread_id tells a process's end from one of its threads'
+            point("sentry/task_exit", &[], &["group_id", "thread_id"]),
         ];
+        // cwd resolves relative paths; container_id, cwd and process_name
+        // describe a process first seen through this point
         let who = ["container_id", "group_id", "cwd", "process_name"];
         if self.records(Kind::Files) {
             points.push(point("syscall/open/exit", &[], &who));
+            // fd_path resolves paths relative to a directory fd
             points.push(point("syscall/openat/exit", &["fd_path"], &who));
             points.push(point("syscall/creat/exit", &[], &who));
         }
@@ -198,6 +206,44 @@ mod tests {
                 .all(|x| x.starts_with("container/") || x.starts_with("sentry/")),
             "{n:?}"
         );
+    }
+
+    #[test]
+    fn each_point_asks_only_for_what_the_tracker_reads() {
+        let pn: ActivityConfig = toml_like(r#"{"kinds": ["processes", "network"]}"#);
+        let cfg = pn.pod_init_config(Path::new("/s"));
+        let points = cfg["trace_session"]["points"].as_array().unwrap();
+        let names: Vec<&str> = points.iter().map(|p| p["name"].as_str().unwrap()).collect();
+        // files off: no open point, the costliest by far in a build
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.contains("open") || n.contains("creat")),
+            "{names:?}"
+        );
+        assert!(names.contains(&"syscall/connect/exit"), "{names:?}");
+        let all = ActivityConfig::default().pod_init_config(Path::new("/s"));
+        for p in all["trace_session"]["points"].as_array().unwrap() {
+            let ctx: Vec<&str> = p["context_fields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f.as_str().unwrap())
+                .collect();
+            for unused in ["time", "task_start_time", "thread_group_start_time"] {
+                assert!(!ctx.contains(&unused), "{}: {ctx:?}", p["name"]);
+            }
+            let optional = p["optional_fields"].to_string();
+            assert!(!optional.contains("binary_info"), "{}", p["name"]);
+            if p["name"] != "syscall/openat/exit" {
+                assert!(!optional.contains("fd_path"), "{}", p["name"]);
+            }
+        }
+        let exit = points
+            .iter()
+            .find(|p| p["name"] == "sentry/task_exit")
+            .unwrap();
+        assert_eq!(exit["context_fields"], json!(["group_id", "thread_id"]));
     }
 
     fn toml_like(json: &str) -> ActivityConfig {

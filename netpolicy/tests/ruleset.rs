@@ -193,6 +193,54 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Later packets of a flow: while the admissions last, the verdict of
+    /// its first packet; after they expired, still open if the first
+    /// packet was (the flow is tracked while used), and otherwise what the
+    /// policy says without them. This holds whatever the order of the
+    /// flow, entry and block rules.
+    #[test]
+    fn a_flow_keeps_the_verdict_of_its_first_packet(
+        mode in mode_strategy(),
+        picks in proptest::sample::subsequence(ENTRIES.to_vec(), 0..6),
+        adm_picks in proptest::collection::vec((0..DESTS.len(), prop_oneof![Just(None), Just(Some(443u16)), Just(Some(53u16))]), 0..4),
+        probes in proptest::collection::vec(
+            (0..DESTS.len(), prop_oneof![Just(TCP), Just(UDP), Just(ICMP), Just(ICMPV6), Just(47u8)],
+             prop_oneof![Just(443u16), Just(80), Just(53), Just(8443), any::<u16>()]),
+            1..20),
+    ) {
+        let Some(cfg) = config(mode, &picks, true) else {
+            return Ok(());
+        };
+        let p = Compiled::new(&cfg.agent, &[ip(NODE)]);
+        let rs = build(&p, &ifs());
+        let adm: Vec<Admit> = adm_picks
+            .iter()
+            .map(|(i, port)| Admit { addr: ip(DESTS[*i]), port: *port })
+            .collect();
+        for (i, proto, dport) in probes {
+            let dst = ip(DESTS[i]);
+            if (proto == ICMP && !dst.is_ipv4()) || (proto == ICMPV6 && dst.is_ipv4()) {
+                continue;
+            }
+            let mut st = state_with(&rs, &adm);
+            let pkt = packet(dst, proto, 40000, dport);
+            let first = eval(&rs, &mut st, "eth0", &pkt, 1).accepted;
+            // the same flow, through the other interface too, before the TTL
+            prop_assert_eq!(eval(&rs, &mut st, "net1", &pkt, 2).accepted, first);
+            // after the admissions expired (at 1000), within the idle time
+            let without = p.decide(dst, proto, Some(dport), false).is_ok();
+            let later = eval(&rs, &mut st, "eth0", &pkt, 50_000).accepted;
+            prop_assert_eq!(later, first || without, "{} proto {} port {}\n{}", dst, proto, dport, rs);
+            // and after it idled out
+            let idle = eval(&rs, &mut st, "eth0", &pkt, 50_000 + 121_000).accepted;
+            prop_assert_eq!(idle, without, "{} proto {} port {}", dst, proto, dport);
+        }
+    }
+}
+
 #[test]
 fn arp_and_neighbour_discovery_pass_other_frames_do_not() {
     let cfg = config(Mode::Offline, &[], false).unwrap();
@@ -305,7 +353,7 @@ fn the_ruleset_prints_as_nft() {
     for needle in [
         "table netdev agentbox {",
         "type filter hook egress device \"eth0\" priority 0; policy drop;",
-        "ip daddr . meta l4proto . th dport @allow4p accept",
+        "ip daddr . meta l4proto . th dport @allow4h accept",
         "203.0.113.7 . tcp . 443",
         "10.20.0.0/16",
         "ip daddr @block4 goto deny",

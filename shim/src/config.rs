@@ -75,6 +75,8 @@ pub struct RuntimeConfig {
     pub shim_config: Option<PathBuf>,
     /// What the delegate isolates with.
     pub sandbox: Option<SandboxKind>,
+    /// The fast runsc configuration (`[runtime.tuning]`, runsc backend).
+    pub tuning: crate::backend::runsc::tuning::TuningConfig,
     /// How long one runsc command (create, start, kill, delete…) may take
     /// before it is killed and the call fails. `runsc wait` has no limit.
     pub runsc_timeout_seconds: u64,
@@ -102,6 +104,7 @@ impl Default for RuntimeConfig {
             shim: None,
             shim_config: None,
             sandbox: None,
+            tuning: Default::default(),
             runsc_timeout_seconds: DEFAULT_RUNSC_TIMEOUT_SECONDS,
             allow_restore: false,
         }
@@ -265,6 +268,9 @@ impl Config {
         }
         if !self.runtime.runsc_root.is_absolute() {
             return Err(self.invalid("runtime.runsc_root must be an absolute path"));
+        }
+        if let Some(e) = self.runtime.tuning.validate() {
+            return Err(self.invalid(e));
         }
         if !self.audit.path.is_absolute() {
             return Err(self.invalid("audit.path must be an absolute path"));

@@ -20,9 +20,15 @@ use containerd_shim_protos::ttrpc::r#async::{Client, Server};
 use containerd_shim_protos::ttrpc::Code;
 use serde_json::json;
 
-/// A fake runsc: logs every call, `create` writes a pid file, `wait` blocks
-/// until `kill` leaves an exit status, `delete` forgets the container.
+/// A fake runsc: answers the tuning probe as Debian 12's runsc does, logs
+/// every other call, `create` writes a pid file, `wait` blocks until `kill`
+/// leaves an exit status, `delete` forgets the container.
 const FAKE_RUNSC: &str = r#"#!/bin/sh
+case "$1" in
+  --version) echo 'runsc version 0.0~20221219.0'; exit 0;;
+  help) printf 'ptrace\nkvm\n'; exit 0;;
+  flags) exit 0;;
+esac
 root=""; for a in "$@"; do case "$a" in --root=*) root="${a#--root=}";; esac; done
 mkdir -p "$root"
 echo "$*" >> "$root/calls.log"

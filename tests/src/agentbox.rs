@@ -30,7 +30,8 @@ pub fn shim_dir() -> PathBuf {
     dir
 }
 
-/// An agentbox config for a test containerd: runsc with ptrace, runsc state,
+/// An agentbox config for a test containerd: runsc with the default tuning
+/// (ptrace on Debian 12's runsc, root overlay in memory), runsc state,
 /// audit log and the rest in the containerd's temp dir. `extra` is appended.
 pub fn write_config(dir: &Path, name: &str, network: &str, extra: &str) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
@@ -38,7 +39,7 @@ pub fn write_config(dir: &Path, name: &str, network: &str, extra: &str) -> PathB
     let audit = dir.join("audit.jsonl");
     let mask = network == "sandbox";
     let text = format!(
-        "{extra}\n[runtime]\nrunsc = \"/usr/bin/runsc\"\nrunsc_root = \"{}\"\nrunsc_flags = {{ platform = \"ptrace\", network = \"{network}\" }}\nrunsc_mask_proc_sys_net = {mask}\n[audit]\npath = \"{}\"\n",
+        "{extra}\n[runtime]\nrunsc = \"/usr/bin/runsc\"\nrunsc_root = \"{}\"\nrunsc_flags = {{ network = \"{network}\" }}\nrunsc_mask_proc_sys_net = {mask}\n[audit]\npath = \"{}\"\n",
         runsc_root.display(),
         audit.display()
     );

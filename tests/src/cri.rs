@@ -84,6 +84,22 @@ impl ContainerSpec {
     }
 }
 
+/// The pod's cgroup (cgroup v1: cpu, cpuacct, memory, pids), as the
+/// kubelet creates it before RunPodSandbox (with default settings here, as
+/// for a pod requesting one CPU). Best effort: without it runtimes create it.
+fn create_pod_cgroup(parent: &str) {
+    let rel = parent.trim_start_matches('/');
+    if rel.is_empty() || rel.contains("..") || rel.contains(':') {
+        return;
+    }
+    for ctrl in ["cpu", "cpuacct", "memory", "pids"] {
+        let root = Path::new("/sys/fs/cgroup").join(ctrl);
+        if root.join("tasks").is_file() {
+            let _ = std::fs::create_dir_all(root.join(rel));
+        }
+    }
+}
+
 /// Result of ExecSync.
 #[derive(Debug, Clone)]
 pub struct ExecResult {
@@ -241,11 +257,15 @@ impl Cri {
         self.run_pod_with_config(self.pod_config(name, namespace, uid, annotations), handler)
     }
 
-    /// RunPodSandbox with a caller-made config (log_directory is created if set).
+    /// RunPodSandbox with a caller-made config (log_directory is created if
+    /// set; the pod's cgroup too, as the kubelet makes it first).
     pub fn run_pod_with_config(&self, config: cri::PodSandboxConfig, handler: &str) -> Result<Pod> {
         let log_directory = PathBuf::from(&config.log_directory);
         if !config.log_directory.is_empty() {
             std::fs::create_dir_all(&log_directory)?;
+        }
+        if let Some(parent) = config.linux.as_ref().map(|l| l.cgroup_parent.as_str()) {
+            create_pod_cgroup(parent);
         }
         let req = cri::RunPodSandboxRequest {
             config: Some(config.clone()),

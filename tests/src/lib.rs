@@ -27,6 +27,7 @@ pub mod node_image;
 pub mod soak;
 pub mod testhost;
 pub mod util;
+pub mod workload;
 
 pub use binaries::{Binaries, ContainerdVersion};
 pub use config::{CniNetwork, RuntimeHandler};

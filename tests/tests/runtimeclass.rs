@@ -37,6 +37,10 @@ fn sample_configs_load() {
             "{name}: pods are offline by default"
         );
     }
+    // the sample spells out the shim's tuning defaults (the chart uses it)
+    let g = agentbox_shim::config::Config::load(&file("gvisor.toml")).unwrap();
+    assert_eq!(g.runtime.tuning, Default::default());
+    assert!(!g.runtime.runsc_flags.contains_key("platform"));
 }
 
 fn handlers_in_runtimeclasses() -> Vec<String> {

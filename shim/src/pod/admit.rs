@@ -9,7 +9,6 @@ use std::sync::Arc;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use serde_json::{json, Map, Value};
 
-use super::phase::Kind;
 use super::Pod;
 use crate::audit::{AuditLog, Subject};
 use crate::config::Config;
@@ -140,7 +139,7 @@ impl Pod {
             enforced,
         };
         // the phases in time, then the pod's network: fail closed
-        let kind = Kind::of(&admitted.enforced.report.phase, admitted.is_cri_sandbox());
+        let kind = admitted.enforced.report.pod_role();
         let name = admitted
             .subject
             .container

@@ -17,24 +17,9 @@ use serde_json::json;
 
 use super::{Admitted, Pod};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// The pod's sandbox (pause) container.
-    Sandbox,
-    Setup,
-    Agent,
-}
-
-impl Kind {
-    /// From the policy report's phase and whether it is the CRI sandbox.
-    pub fn of(report_phase: &str, cri_sandbox: bool) -> Kind {
-        match (cri_sandbox, report_phase) {
-            (true, _) => Kind::Sandbox,
-            (false, "setup") => Kind::Setup,
-            _ => Kind::Agent,
-        }
-    }
-}
+/// A container's place in the pod's phases: the policy decides it
+/// (`Report::pod_role`), from the CRI container type and the setup names.
+pub use agentbox_policy::PodRole as Kind;
 
 #[derive(Debug)]
 struct Member {
@@ -187,13 +172,5 @@ mod tests {
         p.on_delete("a1");
         p.on_delete("a2");
         assert!(p.on_create("i3", Kind::Setup, "later").is_err());
-    }
-
-    #[test]
-    fn kinds_from_the_report() {
-        assert_eq!(Kind::of("agent", true), Kind::Sandbox);
-        assert_eq!(Kind::of("setup", false), Kind::Setup);
-        assert_eq!(Kind::of("agent", false), Kind::Agent);
-        assert_eq!(Kind::of("anything", false), Kind::Agent);
     }
 }

@@ -65,6 +65,7 @@ mod tests {
                     global_flags: vec!["--platform=ptrace".into()],
                     mask_proc_sys_net: true,
                     rootfs_mounted: true,
+                    overlay_dir: Some("/var/lib/agentbox/overlay/k8s.io/sb".into()),
                     timeout_seconds: 7,
                 }),
             },

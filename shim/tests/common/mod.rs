@@ -22,7 +22,8 @@ use containerd_shim_protos::ttrpc::r#async::{Client, Server};
 use containerd_shim_protos::ttrpc::{Code, Error};
 use serde_json::json;
 
-/// A fake runsc that logs every call. `create` writes a pid file and refuses
+/// A fake runsc that answers the tuning probe as Debian 12's runsc does and
+/// logs every other call. `create` writes a pid file and refuses
 /// an id that exists; `wait` blocks until `kill` leaves an exit status;
 /// `delete` forgets the container. Faults by id prefix: `slow*` creates take
 /// a second, `hang*` creates never return (the pid of the hung process is in
@@ -31,6 +32,11 @@ use serde_json::json;
 /// `sleep` as the process's host side (its pid in the pid file) and writes an
 /// internal pid unless the process file's args say `no-ipid`.
 pub const FAKE_RUNSC: &str = r#"#!/bin/sh
+case "$1" in
+  --version) echo 'runsc version 0.0~20221219.0'; exit 0;;
+  help) printf 'ptrace\nkvm\n'; exit 0;;
+  flags) exit 0;;
+esac
 root=""; log=""; for a in "$@"; do case "$a" in --root=*) root="${a#--root=}";; --log=*) log="${a#--log=}";; esac; done
 mkdir -p "$root"
 echo "$*" >> "$root/calls.log"

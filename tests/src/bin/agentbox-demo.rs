@@ -111,6 +111,13 @@ fn run() -> Result<()> {
     let private = reach(&format!("tcp {PRIVATE4} 80"))?;
     let public = reach(&format!("tcp {PUBLIC4} 443"))?;
     let dns = reach("resolve allowed.mirror.test")?;
+    // the fast runsc configuration: small-file work in the root filesystem
+    let files = sh(
+        "mkdir -p /home/demo && cd /home/demo && read s _ </proc/uptime && i=0 && \
+         while [ $i -lt 1000 ]; do echo \"file $i\" > f$i; read l < f$i; i=$((i+1)); done && \
+         read e _ </proc/uptime && cd / && rm -r /home/demo && \
+         echo \"1,000 files written and read in $(awk \"BEGIN{print $e-$s}\") s\"",
+    )?;
 
     println!("\ninside the pod, as seen from the agent container (pod IP {ip}):");
     row("", "ASKED FOR", "GOT");
@@ -121,6 +128,7 @@ fn run() -> Result<()> {
     row("repo folder", "hostPath /workspace (read-write)", &ws);
     row("company CA", "(nothing)", &ca_in);
     row("capabilities", "image default", &caps);
+    row("root filesystem", "image layers, read-write", &files);
     row("network", "pod network", &format!("{addr}, egress offline"));
     row("cloud metadata", &format!("http://{METADATA4}/"), &metadata);
     row("private network", &format!("{PRIVATE4}:80"), &private);
@@ -211,6 +219,13 @@ fn run() -> Result<()> {
                 v["phase"].as_str().unwrap_or(""),
                 v["interfaces"],
                 v["install_ms"].as_f64().unwrap_or(0.0)
+            ));
+        }
+        if v["event"] == "tuning" {
+            line.push_str(&format!(
+                " {} flags={}",
+                v["runsc"].as_str().unwrap_or(""),
+                v["flags"]
             ));
         }
         if let Some(a) = v.get("argv") {

@@ -35,6 +35,8 @@ pub(super) struct Container {
     pub start_stdio: std::sync::Mutex<Option<super::io::ChildStdio>>,
     /// The sandbox's memory cgroup and its OOM kill count at create.
     pub oom_baseline: std::sync::Mutex<Option<(PathBuf, u64)>>,
+    /// The pod's root filesystem overlay folder, if this container made it.
+    pub overlay_dir: Option<PathBuf>,
 }
 
 impl Container {
@@ -66,12 +68,13 @@ impl Core {
         &self,
         cfg: &crate::config::Config,
         bundle: &Path,
+        tuning_flags: &[String],
     ) -> (Runsc, super::RunscCli, PathBuf) {
         let log = bundle.join("runsc.log");
         let cli = super::RunscCli {
             binary: cfg.runtime.runsc.clone(),
             root: cfg.runtime.runsc_root.join(&self.pod.namespace),
-            global_flags: cfg.runsc_global_flags(),
+            global_flags: [cfg.runsc_global_flags(), tuning_flags.to_vec()].concat(),
             log: Some(log.clone()),
         };
         let runsc = Runsc {
@@ -111,6 +114,10 @@ impl Core {
             return Err("the request asks for a terminal but the spec has none".into());
         }
         let cfg = admitted.cfg.clone();
+        // the fast runsc configuration, after the policy: flags, overlay
+        // folder, emptyDir hints (removes its folder if Create fails before
+        // the container holds it)
+        let mut tuned = super::tune::prepare(&self.pod, &admitted, &bundle).await?;
 
         // 2. the rootfs containerd prepared
         let rootfs = bundle.join("rootfs");
@@ -130,7 +137,7 @@ impl Core {
             }
         }
 
-        let (runsc, cli, log) = self.runsc_for(&cfg, &bundle);
+        let (runsc, cli, log) = self.runsc_for(&cfg, &bundle, &tuned.flags);
         let stdio = StdioPaths {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
@@ -151,6 +158,7 @@ impl Core {
             lifetime: std::sync::Mutex::new(None),
             start_stdio: std::sync::Mutex::new(None),
             oom_baseline: std::sync::Mutex::new(None),
+            overlay_dir: tuned.keep(),
         });
 
         // 3. the runsc root and the crash-cleanup state, the activity sink
@@ -204,6 +212,7 @@ fn prepare(c: &Container) -> Result<(), String> {
             global_flags: c.cli.global_flags.clone(),
             mask_proc_sys_net: c.runsc.mask_proc_sys_net,
             rootfs_mounted: c.rootfs_mounted,
+            overlay_dir: c.overlay_dir.clone(),
             timeout_seconds: c.runsc.timeout.as_secs(),
         }),
     };
@@ -285,6 +294,9 @@ async fn cleanup_failed_create(c: &Container) {
     c.start_stdio.lock().unwrap().take();
     if c.rootfs_mounted {
         unmount_rootfs(&c.bundle);
+    }
+    if let Some(d) = &c.overlay_dir {
+        super::tune::remove_overlay_folder(d);
     }
     // cleaned up: containerd's `delete` has nothing left to do
     BundleState::remove(&c.bundle);

@@ -167,6 +167,9 @@ impl Core {
         if c.rootfs_mounted {
             unmount_rootfs(&c.bundle);
         }
+        if let Some(d) = &c.overlay_dir {
+            super::tune::remove_overlay_folder(d);
+        }
         // cleaned up: containerd's `delete` action has nothing left to do
         BundleState::remove(&c.bundle);
         self.containers.lock().await.remove(&c.id);

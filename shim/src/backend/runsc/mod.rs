@@ -9,8 +9,10 @@
 //! `runsc create`), `exec` (exec'd processes), `exit` (waiting for exits and
 //! reporting them), `cli` (runsc's command lines) and `executor` (running
 //! them), `io` (FIFOs, pipes, terminals), `process`, `oom`, `stats`,
-//! `update` (resource updates) and `cleanup` (containerd's `delete` after a
-//! crash).
+//! `update` (resource updates), `cleanup` (containerd's `delete` after a
+//! crash), and the fast runsc configuration: `tuning` (which flags), `probe`
+//! (what this runsc supports), `hints` (emptyDir mount hints), `tune` (the
+//! Create step).
 
 pub mod cleanup;
 pub mod cli;
@@ -18,12 +20,16 @@ mod container;
 mod exec;
 pub mod executor;
 mod exit;
+pub mod hints;
 pub mod io;
 mod lifecycle;
 pub mod oom;
+pub mod probe;
 pub mod process;
 pub mod stats;
 mod task;
+mod tune;
+pub mod tuning;
 mod update;
 
 use std::time::Duration;

@@ -19,6 +19,7 @@
 //! removes it when the pod's sandbox is deleted, and containerd's `delete`
 //! after a crash does (`cleanup`).
 
+pub mod admit;
 mod cleanup;
 pub mod install;
 pub mod link;

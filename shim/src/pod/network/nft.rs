@@ -9,9 +9,7 @@ use std::net::IpAddr;
 use agentbox_netpolicy::ruleset::{
     encode_key, Elem, Expr, Field, Ruleset, SetDef, Value, Verdict as RVerdict,
 };
-use netlink_packet_core::{
-    DefaultNla, NetlinkMessage, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
-};
+use netlink_packet_core::{DefaultNla, NetlinkMessage, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP};
 use netlink_packet_netfilter::nftables::ChainMessage;
 use netlink_packet_netfilter::nftables::{
     ChainAttribute, Cmp, DataAttribute, DevHookNumber, Expressions, Hook, HookNumber, Immediate,
@@ -36,7 +34,7 @@ const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
 const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
 const NFT_DYNSET_OP_UPDATE: u32 = 1;
 
-type Msg = NetlinkMessage<NetfilterMessage>;
+pub(super) type Msg = NetlinkMessage<NetfilterMessage>;
 
 fn nft(inner: NfTablesMessage, create: bool) -> Msg {
     let mut m = NetlinkMessage::from(NetfilterMessage::new(
@@ -299,7 +297,7 @@ fn after(v: &[Value]) -> Option<Vec<Value>> {
     Some(out)
 }
 
-fn key_data(fields: &[Field], values: &[Value]) -> SetElementAttribute {
+pub(super) fn key_data(fields: &[Field], values: &[Value]) -> SetElementAttribute {
     SetElementAttribute::Key(DataAttribute::Value(encode_key(fields, values)))
 }
 
@@ -332,7 +330,7 @@ fn element_attrs(s: &SetDef) -> Vec<ListAttribute<SetElementAttribute>> {
     out
 }
 
-fn elements_msg(
+pub(super) fn elements_msg(
     table: &str,
     set: &str,
     elems: Vec<ListAttribute<SetElementAttribute>>,
@@ -446,6 +444,8 @@ pub fn ruleset_messages(rs: &Ruleset) -> Vec<(Msg, String)> {
 /// A socket to nf_tables in one network namespace.
 pub struct Nft {
     nl: Nl,
+    /// What this socket admitted into the timeout sets (see `admit`).
+    pub(super) ledger: super::admit::Ledger,
 }
 
 impl Nft {
@@ -453,10 +453,11 @@ impl Nft {
     pub fn open() -> std::io::Result<Nft> {
         Ok(Nft {
             nl: Nl::new(NETLINK_NETFILTER)?,
+            ledger: Default::default(),
         })
     }
 
-    fn batch(&mut self, msgs: Vec<(Msg, String)>) -> Result<(), NlError> {
+    pub(super) fn batch(&mut self, msgs: Vec<(Msg, String)>) -> Result<(), NlError> {
         let mut all = vec![(control(ControlMessage::BatchBegin), false)];
         let mut names = vec!["begin".to_string()];
         for (m, name) in msgs {
@@ -474,11 +475,14 @@ impl Nft {
 
     /// Replace agentbox's table with `rs`, atomically.
     pub fn apply(&mut self, rs: &Ruleset) -> Result<(), NlError> {
+        // the sets are new (and if it fails, what is there is unknown)
+        self.ledger.clear();
         self.batch(ruleset_messages(rs))
     }
 
     /// Delete agentbox's table `table` (an error if there is none: ENOENT).
     pub fn delete_table(&mut self, table: &str) -> Result<(), NlError> {
+        self.ledger.clear();
         self.batch(vec![(
             nft(
                 NfTablesMessage::DeleteTable(TableMessage {
@@ -516,47 +520,5 @@ impl Nft {
                 _ => None,
             })
             .collect())
-    }
-
-    /// Add `keys` (each the values of `fields`) to `set` with `timeout_ms`;
-    /// an element already there gets the new timeout.
-    pub fn admit(
-        &mut self,
-        table: &str,
-        set: &str,
-        fields: &[Field],
-        keys: &[Vec<Value>],
-        timeout_ms: u64,
-    ) -> Result<(), NlError> {
-        if keys.is_empty() {
-            return Ok(());
-        }
-        for k in keys {
-            let elem = |with_timeout: bool| {
-                let mut a = vec![key_data(fields, k)];
-                if with_timeout {
-                    a.push(SetElementAttribute::Timeout(timeout_ms));
-                }
-                vec![ListAttribute::Element(a)]
-            };
-            let mut add = elements_msg(table, set, elem(true), false);
-            add.header.flags |= NLM_F_EXCL;
-            match self.batch(vec![(add, format!("add to set {set}"))]) {
-                // already there: delete and add in one transaction, which
-                // gives it the new timeout
-                Err(e) if e.errno == libc::EEXIST => self.batch(vec![
-                    (
-                        elements_msg(table, set, elem(false), true),
-                        format!("refresh set {set}"),
-                    ),
-                    (
-                        elements_msg(table, set, elem(true), false),
-                        format!("add to set {set}"),
-                    ),
-                ])?,
-                r => r?,
-            }
-        }
-        Ok(())
     }
 }

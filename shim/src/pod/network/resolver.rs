@@ -16,6 +16,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
+use super::admit::Element;
 use super::PodNetwork;
 
 /// Queries in flight at most (more are dropped: the client retries).
@@ -75,44 +76,39 @@ fn truncated(answer: &[u8]) -> bool {
 }
 
 /// Admit what the answer allows, for the name's ports, unless the policy
-/// changed since the query was decided.
+/// changed since the query was decided: every element in one transaction.
 fn admit(net: &PodNetwork, q: &Query, f: &Finished, generation: u64) -> Result<(), String> {
     if f.admit.is_empty() {
         return Ok(());
+    }
+    let mut elems = Vec::new();
+    for a in &f.admit {
+        let timeout_ms = u64::from(a.ttl) * 1000;
+        let mut push = |port| {
+            let (set, fields, key) = dns_element(a.addr, port);
+            elems.push(Element {
+                set,
+                fields,
+                key,
+                timeout_ms,
+            });
+        };
+        match &q.ports {
+            Ports::Any => push(None),
+            Ports::Only(ports) => {
+                for port in ports {
+                    for proto in [TCP, UDP] {
+                        push(Some((proto, *port)));
+                    }
+                }
+            }
+        }
     }
     let mut s = net.lock();
     if s.generation != generation {
         return Err("the pod's policy changed while the name was being resolved".into());
     }
-    for a in &f.admit {
-        let timeout = u64::from(a.ttl) * 1000;
-        match &q.ports {
-            Ports::Any => {
-                let (set, fields, key) = dns_element(a.addr, None);
-                s.nft
-                    .admit(TABLE, set, &fields, &[key], timeout)
-                    .map_err(|e| e.to_string())?;
-            }
-            Ports::Only(ports) => {
-                let mut by_set: Vec<(&'static str, Vec<_>, Vec<_>)> = Vec::new();
-                for port in ports {
-                    for proto in [TCP, UDP] {
-                        let (set, fields, key) = dns_element(a.addr, Some((proto, *port)));
-                        match by_set.iter_mut().find(|(s, _, _)| *s == set) {
-                            Some((_, _, keys)) => keys.push(key),
-                            None => by_set.push((set, fields, vec![key])),
-                        }
-                    }
-                }
-                for (set, fields, keys) in by_set {
-                    s.nft
-                        .admit(TABLE, set, &fields, &keys, timeout)
-                        .map_err(|e| e.to_string())?;
-                }
-            }
-        }
-    }
-    Ok(())
+    s.nft.admit(TABLE, &elems).map_err(|e| e.to_string())
 }
 
 /// The answer for one query from the pod (None: no answer at all).

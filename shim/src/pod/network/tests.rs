@@ -108,9 +108,11 @@ fn the_ruleset_installs_replaces_and_goes() {
             .find(s)
             .unwrap_or_else(|| panic!("{s:?} not in\n{listed}"))
     };
-    assert!(at("meta protocol arp accept") < at("ip daddr @allow4 accept"));
+    assert!(at("meta protocol ip goto v4") < at("meta protocol arp accept"));
+    assert!(at("ip daddr . meta l4proto . th dport . th sport @live4") < at("@allow4h accept"));
+    assert!(at("@allow4h accept") < at("ip daddr @allow4 accept"));
     assert!(at("ip daddr @allow4 accept") < at("ip daddr @block4 goto deny"));
-    assert!(at("ip daddr @block4 goto deny") < at("update @live4"));
+    assert!(at("ip daddr @block4 goto deny") < at("ip daddr @dns4 update @live4"));
     assert!(at("log prefix") < at("\t\tdrop\n"));
     // applying again replaces, it does not add
     let off = ruleset("[network]\nmode = \"offline\"\n", false);
@@ -123,11 +125,17 @@ fn the_ruleset_installs_replaces_and_goes() {
     // elements with timeouts
     let (set, fields, key) =
         agentbox_netpolicy::ruleset::dns_element("203.0.113.99".parse().unwrap(), Some((6, 443)));
+    let elem = |timeout_ms| super::admit::Element {
+        set,
+        fields: fields.clone(),
+        key: key.clone(),
+        timeout_ms,
+    };
     ns.run(|| {
         let mut n = Nft::open().unwrap();
-        n.admit("agentbox", set, &fields, std::slice::from_ref(&key), 30_000)?;
+        n.admit("agentbox", &[elem(30_000)])?;
         // again: refreshed, not an error
-        n.admit("agentbox", set, &fields, std::slice::from_ref(&key), 60_000)
+        n.admit("agentbox", &[elem(60_000)])
     })
     .unwrap()
     .unwrap();
@@ -154,8 +162,8 @@ fn a_failing_rule_fails_the_whole_transaction() {
     let Some(t) = TestNs::new("fail") else { return };
     let ns = NetNs::open(&t.path()).unwrap();
     let mut rs = ruleset("[network]\nmode = \"offline\"\n", false);
-    let pod = rs.chains.iter_mut().find(|c| c.name == "pod").unwrap();
-    pod.rules.push(agentbox_netpolicy::ruleset::Rule {
+    let v4 = rs.chains.iter_mut().find(|c| c.name == "v4").unwrap();
+    v4.rules.push(agentbox_netpolicy::ruleset::Rule {
         exprs: vec![agentbox_netpolicy::ruleset::Expr::Lookup {
             set: "nosuchset".into(),
             key: vec![agentbox_netpolicy::ruleset::Field::Daddr4],
@@ -166,7 +174,7 @@ fn a_failing_rule_fails_the_whole_transaction() {
         .run(|| Nft::open().unwrap().apply(&rs))
         .unwrap()
         .unwrap_err();
-    assert!(e.to_string().contains("add rule pod"), "{e}");
+    assert!(e.to_string().contains("add rule v4"), "{e}");
     assert!(!t.nft_list().contains("agentbox"), "nothing half-installed");
 }
 
@@ -176,4 +184,115 @@ fn the_node_namespace_is_refused() {
     assert!(e.contains("node's own"), "{e}");
     let e = NetNs::open(std::path::Path::new("/etc/hostname")).unwrap_err();
     assert!(e.contains("not a network namespace"), "{e}");
+}
+
+fn timeout_of(listed: &str, elem: &str) -> String {
+    let at = listed
+        .find(elem)
+        .unwrap_or_else(|| panic!("{elem:?} not in\n{listed}"));
+    listed[at + elem.len()..]
+        .split([',', '\n', '}'])
+        .next()
+        .unwrap()
+        .split(" expires")
+        .next()
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn admission_holds_whatever_the_ledger_believes() {
+    use super::admit::Element;
+    let Some(t) = TestNs::new("adm") else { return };
+    let ns = NetNs::open(&t.path()).unwrap();
+    let rs = ruleset(
+        "[network]\nmode = \"allowlist\"\nallow = [\"pypi.mirror.internal:443\"]\n",
+        false,
+    );
+    let elem = |addr: &str, port, timeout_ms| {
+        let (set, fields, key) =
+            agentbox_netpolicy::ruleset::dns_element(addr.parse().unwrap(), port);
+        Element {
+            set,
+            fields,
+            key,
+            timeout_ms,
+        }
+    };
+    let nft = |cmd: &str| {
+        let o = Command::new("ip")
+            .args(["netns", "exec", &t.name, "sh", "-c", &format!("nft {cmd}")])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "nft {cmd}: {o:?}");
+    };
+    let mut n = ns.run(|| Nft::open().unwrap()).unwrap();
+    let run = |n: &mut Nft, elems: Vec<Element>| {
+        ns.run(|| n.admit("agentbox", &elems)).unwrap().unwrap();
+    };
+    ns.run(|| n.apply(&rs)).unwrap().unwrap();
+    // several addresses and ports in one call, then again with new timeouts
+    let first = vec![
+        elem("203.0.113.20", Some((6, 443)), 30_000),
+        elem("203.0.113.20", Some((17, 443)), 30_000),
+        elem("2001:db8::20", None, 30_000),
+    ];
+    run(&mut n, first);
+    assert_eq!(n.ledger.len(), 3);
+    let listed = t.nft_list();
+    assert_eq!(
+        timeout_of(&listed, "203.0.113.20 . udp . 443 timeout"),
+        "30s"
+    );
+    assert_eq!(timeout_of(&listed, "2001:db8::20 timeout"), "30s");
+    run(
+        &mut n,
+        vec![
+            elem("203.0.113.20", Some((6, 443)), 90_000),
+            elem("2001:db8::20", None, 90_000),
+        ],
+    );
+    let listed = t.nft_list();
+    assert_eq!(
+        timeout_of(&listed, "203.0.113.20 . tcp . 443 timeout"),
+        "1m30s"
+    );
+    assert_eq!(
+        timeout_of(&listed, "203.0.113.20 . udp . 443 timeout"),
+        "30s"
+    );
+    assert_eq!(timeout_of(&listed, "2001:db8::20 timeout"), "1m30s");
+    // the ledger believes an element is there that is not: still admitted
+    nft("delete element netdev agentbox dns4p '{ 203.0.113.20 . tcp . 443 }'");
+    run(&mut n, vec![elem("203.0.113.20", Some((6, 443)), 45_000)]);
+    let listed = t.nft_list();
+    assert_eq!(
+        timeout_of(&listed, "203.0.113.20 . tcp . 443 timeout"),
+        "45s"
+    );
+    // an element there that the ledger does not know: refreshed
+    nft("add element netdev agentbox dns4 '{ 203.0.113.21 timeout 5s }'");
+    run(&mut n, vec![elem("203.0.113.21", None, 120_000)]);
+    assert_eq!(
+        timeout_of(&t.nft_list(), "203.0.113.21 timeout"),
+        "2m",
+        "refreshed, not an error"
+    );
+    // a new ruleset empties the sets: the ledger forgets, admission works
+    ns.run(|| n.apply(&rs)).unwrap().unwrap();
+    assert!(n.ledger.is_empty());
+    assert!(!t.nft_list().contains("203.0.113.2"));
+    run(&mut n, vec![elem("203.0.113.20", Some((6, 443)), 30_000)]);
+    assert!(t
+        .nft_list()
+        .contains("203.0.113.20 . tcp . 443 timeout 30s"));
+    // a set that does not exist is an error naming it
+    let mut bad = elem("203.0.113.22", None, 30_000);
+    bad.set = "nosuchset";
+    let e = ns
+        .run(|| n.admit("agentbox", &[elem("203.0.113.23", None, 30_000), bad]))
+        .unwrap()
+        .unwrap_err();
+    assert!(e.to_string().contains("nosuchset"), "{e}");
 }

@@ -6,6 +6,7 @@
 //!   link, rules, NFLOG, resolver sockets) and replacing the rules (what a
 //!   phase switch does), in a namespace of the bench's own;
 //! - pod start through CRI with `[network]` versus without (interleaved);
+//! - the chain's cost per packet, without a sandbox ([`packets`]);
 //! - iperf3 throughput from a gVisor pod to an allowed host, with rules
 //!   versus without (interleaved);
 //! - DNS answers through agentbox's resolver versus straight from the
@@ -17,12 +18,13 @@
 
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agentbox_e2e::agentbox::{managed_roots, pids_matching, write_config, ConfigDir, RUNTIME_TYPE};
-use agentbox_e2e::egress::{TestNet, PUBLIC4};
+use agentbox_e2e::egress::TestNet;
 use agentbox_e2e::{
     is_root, Binaries, ContainerSpec, Containerd, ContainerdOptions, RuntimeHandler, BUSYBOX_IMAGE,
     K8S_NAMESPACE,
@@ -33,6 +35,10 @@ use agentbox_shim::pod::network::netns::NetNs;
 use agentbox_shim::pod::network::nft::Nft;
 use agentbox_shim::pod::network::NetPhase;
 use anyhow::{bail, Context, Result};
+
+mod admission;
+mod iperf;
+mod packets;
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -79,10 +85,9 @@ fn run() -> Result<()> {
     if !is_root() {
         bail!("the benchmarks create network namespaces, containerd and gVisor sandboxes: run them as root");
     }
-    let release = agentbox_e2e::util::cargo_target_dir().join("release");
-    if !release.join("containerd-shim-agentbox-v1").is_file() {
-        bail!("build the release shim first: cargo build --release -p agentbox-shim");
-    }
+    // AGENTBOX_BENCH_ONLY=install,packets,pods,iperf,dns: some sections only
+    let only = std::env::var("AGENTBOX_BENCH_ONLY").ok();
+    let want = |s: &str| only.as_ref().is_none_or(|o| o.split(',').any(|x| x == s));
     println!("# agentbox egress benchmarks\n");
     println!(
         "{}\n",
@@ -90,7 +95,19 @@ fn run() -> Result<()> {
             .map(|l| format!("loadavg {}", l.trim()))
             .unwrap_or_default()
     );
-    install_cost()?;
+    if want("install") {
+        install_cost()?;
+    }
+    if want("packets") {
+        packets::packet_cost()?;
+    }
+    if !(want("pods") || want("iperf") || want("dns")) {
+        return Ok(());
+    }
+    let release = agentbox_e2e::util::cargo_target_dir().join("release");
+    if !release.join("containerd-shim-agentbox-v1").is_file() {
+        bail!("build the release shim first: cargo build --release -p agentbox-shim");
+    }
 
     let cfg = ConfigDir::new();
     let mut opts =
@@ -122,10 +139,16 @@ fn run() -> Result<()> {
     );
     ctd.import_busybox(K8S_NAMESPACE)?;
     let cri = ctd.cri()?;
-    pod_start(&cri)?;
-    let iperf = iperf_dir(&cfg)?;
-    throughput(&cri, &ctd, &net, &iperf)?;
-    dns_latency(&cri, &ctd)?;
+    if want("pods") {
+        pod_start(&cri, cfg.path())?;
+    }
+    if want("iperf") {
+        let iperf = iperf::iperf_dir(&cfg)?;
+        iperf::throughput(&cri, &ctd, &net, &iperf, cfg.path())?;
+    }
+    if want("dns") {
+        dns_latency(&cri, &ctd)?;
+    }
     Ok(())
 }
 
@@ -221,7 +244,7 @@ fn install_cost() -> Result<()> {
         median(&mut apply.clone()),
         pct(&mut apply, 0.95)
     );
-    Ok(())
+    admission::admission_cost(&ns, &rs, runs.max(100))
 }
 
 struct NsGuard(String);
@@ -231,8 +254,34 @@ impl Drop for NsGuard {
     }
 }
 
+/// Seconds since midnight of an RFC 3339 UTC time (`…THH:MM:SS.fffZ`).
+fn seconds_of_day(t: &str) -> Option<f64> {
+    let clock = t.split_once('T')?.1.trim_end_matches('Z');
+    let mut parts = clock.split(':');
+    let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(h.parse::<f64>().ok()? * 3600.0 + m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
+}
+
+/// A pod's audit records as `event@ms` after its first one.
+fn timeline(cfgdir: &Path, pod: &str) -> String {
+    let recs = agentbox_e2e::agentbox::audit(cfgdir);
+    let mine: Vec<(String, f64)> = recs
+        .iter()
+        .filter(|r| r["sandbox_id"] == pod)
+        .filter_map(|r| {
+            let t = seconds_of_day(r["time"].as_str()?)?;
+            Some((r["event"].as_str()?.to_string(), t))
+        })
+        .collect();
+    let t0 = mine.first().map(|(_, t)| *t).unwrap_or_default();
+    mine.iter()
+        .map(|(e, t)| format!("{e}@{:.0}", (t - t0) * 1000.0))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// RunPodSandbox + CreateContainer + StartContainer, with and without `[network]`.
-fn pod_start(cri: &agentbox_e2e::Cri) -> Result<()> {
+fn pod_start(cri: &agentbox_e2e::Cri, cfgdir: &Path) -> Result<()> {
     let runs = env_usize("AGENTBOX_BENCH_POD_RUNS", 8);
     let (mut with, mut without) = (Vec::new(), Vec::new());
     let mut rss = (Vec::new(), Vec::new());
@@ -263,6 +312,8 @@ fn pod_start(cri: &agentbox_e2e::Cri) -> Result<()> {
             without.push(ms);
             rss.1.push(kb as f64);
         }
+        // where the start went: the pod's audit records, ms after its first
+        eprintln!("{h} {ms:.0} ms: {}", timeline(cfgdir, &pod.id));
         cri.stop_container(&id, Duration::from_secs(1))?;
         cri.remove_container(&id)?;
         cri.stop_pod(&pod.id)?;
@@ -286,115 +337,12 @@ fn pod_start(cri: &agentbox_e2e::Cri) -> Result<()> {
     Ok(())
 }
 
-/// iperf3 and the libraries it needs, for a read-only mount into the pods.
-fn iperf_dir(cfg: &ConfigDir) -> Result<std::path::PathBuf> {
-    let dir = cfg.path().join("iperf");
-    std::fs::create_dir_all(&dir)?;
-    std::fs::copy("/usr/bin/iperf3", dir.join("iperf3"))
-        .context("iperf3 (Debian package iperf3)")?;
-    let ldd = Command::new("ldd").arg("/usr/bin/iperf3").output()?;
-    for l in String::from_utf8_lossy(&ldd.stdout).lines() {
-        let path = l
-            .split_whitespace()
-            .find(|w| w.starts_with('/'))
-            .map(std::path::PathBuf::from);
-        if let Some(p) = path {
-            let real = std::fs::canonicalize(&p)?;
-            std::fs::copy(&real, dir.join(p.file_name().unwrap()))?;
-        }
-    }
-    Ok(dir)
-}
-
-fn iperf_server(net: &TestNet) -> Result<Child> {
-    let c = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &net.router_ns,
-            "iperf3",
-            "-s",
-            "-B",
-            PUBLIC4,
-            "-p",
-            "5201",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    std::thread::sleep(Duration::from_millis(500));
-    Ok(c)
-}
-
-/// iperf3 from a gVisor pod to the router, with rules and without.
-fn throughput(
-    cri: &agentbox_e2e::Cri,
-    _ctd: &Containerd,
-    net: &TestNet,
-    iperf: &std::path::Path,
-) -> Result<()> {
-    let runs = env_usize("AGENTBOX_BENCH_IPERF_RUNS", 3);
-    let secs = env_usize("AGENTBOX_BENCH_IPERF_SECONDS", 5);
-    let mut server = iperf_server(net)?;
-    let mut pods = Vec::new();
-    for h in ["net", "plain"] {
-        let name = format!("iperf-{h}");
-        let pod = cri.run_pod(
-            &name,
-            "bench",
-            &format!("uid-{name}"),
-            &format!("agentbox-{h}"),
-            &[],
-        )?;
-        let c = ContainerSpec::new("c", BUSYBOX_IMAGE)
-            .command(["sleep", "600"])
-            .mount(iperf, "/opt/iperf", true);
-        let id = cri.create_container(&pod, &c)?;
-        cri.start(&id)?;
-        pods.push((h, pod, id));
-    }
-    let (mut with, mut without) = (Vec::new(), Vec::new());
-    for _ in 0..runs {
-        for (h, _, id) in &pods {
-            let cmd = format!(
-                "/opt/iperf/ld-linux-x86-64.so.2 --library-path /opt/iperf /opt/iperf/iperf3 -c {PUBLIC4} -p 5201 -t {secs} -J"
-            );
-            let r = cri.exec_sync(
-                id,
-                &["sh", "-c", &cmd],
-                Duration::from_secs(secs as u64 + 60),
-            )?;
-            let v: serde_json::Value = serde_json::from_str(&r.stdout)
-                .with_context(|| format!("iperf3 output: {} {}", r.stdout, r.stderr))?;
-            let bps = v["end"]["sum_received"]["bits_per_second"]
-                .as_f64()
-                .with_context(|| format!("iperf3 result: {}", r.stdout))?;
-            if *h == "net" {
-                with.push(bps / 1e6);
-            } else {
-                without.push(bps / 1e6);
-            }
-        }
-    }
-    let _ = server.kill();
-    let _ = server.wait();
-    for (_, pod, id) in pods {
-        let _ = cri.stop_container(&id, Duration::from_secs(1));
-        let _ = cri.remove_container(&id);
-        let _ = cri.stop_pod(&pod.id);
-        let _ = cri.remove_pod(&pod.id);
-    }
-    let (w, wo) = (median(&mut with), median(&mut without));
-    println!("## throughput, gVisor pod → allowed host (iperf3 TCP, {secs} s, median of {runs}, interleaved)\n");
-    println!("| pod | Mbit/s |\n|---|---|");
-    println!("| with rules (allowlist, `203.0.113.10:5201` allowed) | {w:.0} |");
-    println!("| without `[network]` | {wo:.0} |");
-    println!(
-        "\nratio with / without: **{:.3}** (target ≥ 0.95)\n",
-        w / wo
-    );
-    Ok(())
+/// The pod's network namespace, from the daemon's state file.
+fn pod_netns(ctd: &Containerd, pod_id: &str) -> Result<String> {
+    let state =
+        agentbox_e2e::agentbox::bundle_of(ctd, K8S_NAMESPACE, pod_id).join("agentbox-network.json");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&state)?)?;
+    Ok(v["netns"].as_str().context("netns")?.to_string())
 }
 
 /// DNS answers through agentbox's resolver (queried from inside the pod's
@@ -407,10 +355,7 @@ fn dns_latency(cri: &agentbox_e2e::Cri, ctd: &Containerd) -> Result<()> {
         &ContainerSpec::new("c", BUSYBOX_IMAGE).command(["sleep", "600"]),
     )?;
     cri.start(&id)?;
-    let state = agentbox_e2e::agentbox::bundle_of(ctd, K8S_NAMESPACE, &pod.id)
-        .join("agentbox-network.json");
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&state)?)?;
-    let netns = std::fs::File::open(v["netns"].as_str().context("netns")?)?;
+    let netns = std::fs::File::open(pod_netns(ctd, &pod.id)?)?;
     let ask = |server: SocketAddr, name: &str| -> Result<Vec<f64>> {
         let s = UdpSocket::bind("0.0.0.0:0")?;
         s.set_read_timeout(Some(Duration::from_secs(2)))?;
