@@ -133,10 +133,10 @@ fn pod_with_two_containers_under_one_gvisor_sandbox() {
 
     // The helper first: under runsc 2022-12-19 the helper's processes share
     // the agent's PID namespace, so stopping the agent first kills the helper
-    // at the same instant (its init ends the namespace), and in about one run
-    // in three containerd then loses the daemon's connections before it
-    // records the helper's exit (a known open problem, see the README's
-    // "Known problems"); this test is about two containers in one sandbox.
+    // at the same instant, and a RemoveContainer of the helper can then come
+    // while containerd 1.6's own exit handler for it is still running (it
+    // answers "still running"; the kubelet retries, this test does not). See
+    // the README's "Known problems".
     for id in [&idb, &ida] {
         cri.stop_container(id, Duration::from_secs(5))
             .expect("StopContainer");
