@@ -430,14 +430,31 @@ impl Cri {
         Ok(())
     }
 
+    /// RemoveContainer, tried again for up to 5 s while containerd answers
+    /// "still running" for a container it already stopped: containerd 1.6's
+    /// CRI answers StopContainer at once for a container whose task is gone
+    /// while its own exit handler is still finishing it (a sibling killed
+    /// with the container it shared a PID namespace with); the kubelet
+    /// retries RemoveContainer the same way.
     pub fn remove_container(&self, id: &str) -> Result<()> {
-        let req = cri::RemoveContainerRequest {
-            container_id: id.into(),
-        };
-        self.call("RemoveContainer", self.rpc_timeout, |mut c| async move {
-            c.remove_container(req).await
-        })?;
-        Ok(())
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let req = cri::RemoveContainerRequest {
+                container_id: id.into(),
+            };
+            let r = self.call("RemoveContainer", self.rpc_timeout, |mut c| async move {
+                c.remove_container(req).await
+            });
+            match r {
+                Err(e)
+                    if format!("{e:#}").contains("still running")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                r => return r.map(|_| ()),
+            }
+        }
     }
 
     pub fn stop_pod(&self, pod_id: &str) -> Result<()> {

@@ -131,13 +131,11 @@ fn pod_with_two_containers_under_one_gvisor_sandbox() {
         assert_eq!(r["namespace"], K8S_NAMESPACE, "{r:#}");
     }
 
-    // The helper first: under runsc 2022-12-19 the helper's processes share
-    // the agent's PID namespace, so stopping the agent first kills the helper
-    // at the same instant, and a RemoveContainer of the helper can then come
-    // while containerd 1.6's own exit handler for it is still running (it
-    // answers "still running"; the kubelet retries, this test does not). See
-    // the README's "Known problems".
-    for id in [&idb, &ida] {
+    // Stopping the agent first also kills the helper at that instant (runsc
+    // 2022-12-19 puts the helper's processes in the agent's PID namespace):
+    // the helper's exit must still be recorded (`remove_container` waits, as
+    // the kubelet does, while containerd 1.6 finishes it).
+    for id in [&ida, &idb] {
         cri.stop_container(id, Duration::from_secs(5))
             .expect("StopContainer");
         cri.remove_container(id).expect("RemoveContainer");
