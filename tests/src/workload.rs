@@ -69,6 +69,21 @@ impl Place {
 }
 
 impl Workload {
+    /// Every workload, in report order.
+    pub fn all() -> Vec<Workload> {
+        vec![
+            Workload::Files(Place::Rootfs),
+            Workload::Files(Place::Tmp),
+            Workload::Files(Place::EmptyDir),
+            Workload::Files(Place::Bind),
+            Workload::Archive(Place::Rootfs),
+            Workload::Archive(Place::EmptyDir),
+            Workload::Syscall,
+            Workload::Spawn,
+            Workload::Pipe,
+        ]
+    }
+
     /// Its key in `AGENTBOX_BENCH_WORKLOADS` (`files-rootfs`, `spawn`, ...).
     pub fn key(self) -> String {
         let place = |p: Place| match p {
@@ -284,17 +299,7 @@ mod tests {
 
     #[test]
     fn workload_keys_are_distinct() {
-        let all = [
-            Workload::Files(Place::Rootfs),
-            Workload::Files(Place::Tmp),
-            Workload::Files(Place::EmptyDir),
-            Workload::Files(Place::Bind),
-            Workload::Archive(Place::Rootfs),
-            Workload::Archive(Place::EmptyDir),
-            Workload::Syscall,
-            Workload::Spawn,
-            Workload::Pipe,
-        ];
+        let all = Workload::all();
         let keys: std::collections::BTreeSet<String> = all.iter().map(|w| w.key()).collect();
         assert_eq!(keys.len(), all.len());
         assert_eq!(Workload::Files(Place::Tmp).key(), "files-tmp");

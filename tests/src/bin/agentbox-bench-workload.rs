@@ -32,17 +32,7 @@ use anyhow::{bail, Context, Result};
 const EXEC_TIMEOUT: Duration = Duration::from_secs(1200);
 
 fn all() -> Vec<Workload> {
-    vec![
-        Workload::Files(Place::Rootfs),
-        Workload::Files(Place::Tmp),
-        Workload::Files(Place::EmptyDir),
-        Workload::Files(Place::Bind),
-        Workload::Archive(Place::Rootfs),
-        Workload::Archive(Place::EmptyDir),
-        Workload::Syscall,
-        Workload::Spawn,
-        Workload::Pipe,
-    ]
+    Workload::all()
 }
 
 /// How a side runs its containers.

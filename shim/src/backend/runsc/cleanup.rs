@@ -122,6 +122,19 @@ pub fn unmount_rootfs(bundle: &Path) {
 mod tests {
     use super::*;
 
+    /// A crash-cleanup state running `runsc` (a fake) on `root`.
+    fn fake_state(runsc: PathBuf, root: PathBuf) -> CleanupState {
+        CleanupState {
+            runsc,
+            root,
+            global_flags: vec![],
+            mask_proc_sys_net: false,
+            rootfs_mounted: false,
+            overlay_dir: None,
+            timeout_seconds: 5,
+        }
+    }
+
     #[test]
     fn a_failing_delete_is_tried_again() {
         use std::os::unix::fs::PermissionsExt;
@@ -134,15 +147,7 @@ mod tests {
         );
         std::fs::write(&runsc, script).unwrap();
         std::fs::set_permissions(&runsc, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let st = CleanupState {
-            runsc: runsc.clone(),
-            root: dir.path().join("root"),
-            global_flags: vec![],
-            mask_proc_sys_net: false,
-            rootfs_mounted: false,
-            overlay_dir: None,
-            timeout_seconds: 5,
-        };
+        let st = fake_state(runsc.clone(), dir.path().join("root"));
         let flags = Flags {
             id: "c1".into(),
             ..Default::default()
@@ -196,15 +201,7 @@ echo $last >> {}/deleted
         );
         std::fs::write(&runsc, script).unwrap();
         std::fs::set_permissions(&runsc, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let st = CleanupState {
-            runsc,
-            root,
-            global_flags: vec![],
-            mask_proc_sys_net: false,
-            rootfs_mounted: false,
-            overlay_dir: None,
-            timeout_seconds: 5,
-        };
+        let st = fake_state(runsc, root);
         let flags = Flags {
             id: "pod".into(),
             ..Default::default()
