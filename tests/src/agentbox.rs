@@ -83,6 +83,24 @@ pub fn options(binaries: Binaries, config_path: &Path) -> ContainerdOptions {
         )
 }
 
+/// `opts` with one agentbox handler per name instead of its own:
+/// `agentbox-<name>`, config `<name>.toml` in `cfg`, passing `agentbox.dev/*`
+/// pod annotations.
+pub fn with_handlers(mut opts: ContainerdOptions, cfg: &Path, names: &[&str]) -> ContainerdOptions {
+    opts.handlers.clear();
+    for h in names {
+        opts = opts.handler(
+            RuntimeHandler::new(format!("agentbox-{h}"), RUNTIME_TYPE)
+                .option(
+                    "ConfigPath",
+                    cfg.join(format!("{h}.toml")).display().to_string(),
+                )
+                .pod_annotations(["agentbox.dev/*"]),
+        );
+    }
+    opts
+}
+
 /// A place for a config before the containerd exists (the handler needs its
 /// path up front): a temp dir kept for the test's duration.
 pub struct ConfigDir {
@@ -228,4 +246,15 @@ pub fn bundle_of(ctd: &crate::Containerd, ns: &str, id: &str) -> PathBuf {
         .join("state/io.containerd.runtime.v2.task")
         .join(ns)
         .join(id)
+}
+
+/// The pod's network namespace, as its agentbox daemon recorded it in the
+/// sandbox's bundle (`agentbox-network.json`).
+pub fn pod_netns(ctd: &crate::Containerd, sandbox_id: &str) -> std::io::Result<PathBuf> {
+    let state = bundle_of(ctd, crate::K8S_NAMESPACE, sandbox_id).join("agentbox-network.json");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&state)?)?;
+    v["netns"]
+        .as_str()
+        .map(PathBuf::from)
+        .ok_or_else(|| std::io::Error::other(format!("{}: no netns", state.display())))
 }

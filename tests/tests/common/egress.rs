@@ -9,8 +9,7 @@ use agentbox_e2e::agentbox::*;
 use agentbox_e2e::cri::Pod;
 use agentbox_e2e::egress::TestNet;
 use agentbox_e2e::{
-    Binaries, ContainerSpec, Containerd, ContainerdOptions, Cri, RuntimeHandler, BUSYBOX_IMAGE,
-    K8S_NAMESPACE,
+    Binaries, ContainerSpec, Containerd, ContainerdOptions, Cri, BUSYBOX_IMAGE, K8S_NAMESPACE,
 };
 
 pub const T: Duration = Duration::from_secs(120);
@@ -20,18 +19,7 @@ pub const T: Duration = Duration::from_secs(120);
 /// to the test's router.
 pub fn egress_options(cfg: &ConfigDir, handlers: &[&str]) -> ContainerdOptions {
     let first = cfg.path().join(format!("{}.toml", handlers[0]));
-    let mut opts = options(Binaries::system(), &first);
-    opts.handlers.clear();
-    for h in handlers {
-        opts = opts.handler(
-            RuntimeHandler::new(format!("agentbox-{h}"), RUNTIME_TYPE)
-                .option(
-                    "ConfigPath",
-                    cfg.path().join(format!("{h}.toml")).display().to_string(),
-                )
-                .pod_annotations(["agentbox.dev/*"]),
-        );
-    }
+    let mut opts = with_handlers(options(Binaries::system(), &first), cfg.path(), handlers);
     opts.cni_egress = true;
     opts
 }
@@ -168,10 +156,7 @@ pub fn rules_in(netns: &std::path::Path) -> String {
 
 /// The pod's network namespace, as agentbox recorded it in the sandbox's bundle.
 pub fn pod_netns(ctd: &Containerd, sandbox_id: &str) -> std::path::PathBuf {
-    let state = bundle_of(ctd, K8S_NAMESPACE, sandbox_id).join("agentbox-network.json");
-    let v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&state).expect("agentbox-network.json")).unwrap();
-    v["netns"].as_str().expect("netns").into()
+    agentbox_e2e::agentbox::pod_netns(ctd, sandbox_id).expect("agentbox-network.json")
 }
 
 /// The egress_denied records so far.

@@ -5,12 +5,12 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use agentbox_e2e::agentbox::{pids_matching, ConfigDir};
+use agentbox_e2e::agentbox::{pids_matching, pod_netns, ConfigDir};
 use agentbox_e2e::egress::{TestNet, PUBLIC4};
 use agentbox_e2e::{ContainerSpec, Containerd, BUSYBOX_IMAGE};
 use anyhow::{Context, Result};
 
-use crate::{env_usize, median, pod_netns};
+use crate::{env_usize, median};
 
 /// iperf3 and the libraries it needs, for a read-only mount into the pods.
 pub fn iperf_dir(cfg: &ConfigDir) -> Result<std::path::PathBuf> {
@@ -76,7 +76,8 @@ fn sandbox_cpu_ms(pod_id: &str) -> f64 {
 
 /// The pod's eth0 transmit counters: packets, bytes (`/proc/net/dev` is
 /// the reading process's namespace's; `/sys` would be the node's).
-fn tx_counters(netns: &str) -> Result<(u64, u64)> {
+fn tx_counters(path: &std::path::Path) -> Result<(u64, u64)> {
+    let netns = path.display();
     let o = Command::new("nsenter")
         .arg(format!("--net={netns}"))
         .args(["cat", "/proc/net/dev"])
@@ -127,7 +128,7 @@ pub fn throughput(
         if h == "hook" {
             let ns = pod_netns(ctd, &pod.id)?;
             let ok = Command::new("nsenter")
-                .arg(format!("--net={ns}"))
+                .arg(format!("--net={}", ns.display()))
                 .args([
                     "nft", "insert", "rule", "netdev", "agentbox", "egress0", "accept",
                 ])
@@ -139,7 +140,7 @@ pub fn throughput(
             // the previous ruleset in place of agentbox's (eth0 only: iperf needs no DNS)
             let ns = pod_netns(ctd, &pod.id)?;
             let ok = Command::new("nsenter")
-                .arg(format!("--net={ns}"))
+                .arg(format!("--net={}", ns.display()))
                 .arg("sh")
                 .arg("-c")
                 .arg(format!(

@@ -23,11 +23,12 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agentbox_e2e::agentbox::{managed_roots, pids_matching, write_config, ConfigDir, RUNTIME_TYPE};
+use agentbox_e2e::agentbox::{
+    managed_roots, pids_matching, pod_netns, with_handlers, write_config, ConfigDir,
+};
 use agentbox_e2e::egress::TestNet;
 use agentbox_e2e::{
-    is_root, Binaries, ContainerSpec, Containerd, ContainerdOptions, RuntimeHandler, BUSYBOX_IMAGE,
-    K8S_NAMESPACE,
+    is_root, Binaries, ContainerSpec, Containerd, ContainerdOptions, BUSYBOX_IMAGE, K8S_NAMESPACE,
 };
 use agentbox_shim::audit::{AuditLog, Subject};
 use agentbox_shim::pod::network::install::{install, InstallRequest};
@@ -110,18 +111,11 @@ fn run() -> Result<()> {
     }
 
     let cfg = ConfigDir::new();
-    let mut opts =
-        ContainerdOptions::default().with_binaries(Binaries::system().with_shim_dir(&release));
-    for h in ["net", "plain"] {
-        opts = opts.handler(
-            RuntimeHandler::new(format!("agentbox-{h}"), RUNTIME_TYPE)
-                .option(
-                    "ConfigPath",
-                    cfg.path().join(format!("{h}.toml")).display().to_string(),
-                )
-                .pod_annotations(["agentbox.dev/*"]),
-        );
-    }
+    let mut opts = with_handlers(
+        ContainerdOptions::default().with_binaries(Binaries::system().with_shim_dir(&release)),
+        cfg.path(),
+        &["net", "plain"],
+    );
     opts.cni_egress = true;
     let ctd = Containerd::start(opts).context("start containerd")?;
     let net = TestNet::new(&ctd).context("test network")?;
@@ -335,14 +329,6 @@ fn pod_start(cri: &agentbox_e2e::Cri, cfgdir: &Path) -> Result<()> {
         w / wo
     );
     Ok(())
-}
-
-/// The pod's network namespace, from the daemon's state file.
-fn pod_netns(ctd: &Containerd, pod_id: &str) -> Result<String> {
-    let state =
-        agentbox_e2e::agentbox::bundle_of(ctd, K8S_NAMESPACE, pod_id).join("agentbox-network.json");
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&state)?)?;
-    Ok(v["netns"].as_str().context("netns")?.to_string())
 }
 
 /// DNS answers through agentbox's resolver (queried from inside the pod's
