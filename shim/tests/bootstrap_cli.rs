@@ -252,6 +252,23 @@ async fn the_daemon_start_spawned_serves_the_printed_socket_until_shutdown() {
         r.shim_pid, daemon.0 as u32,
         "answered by the spawned daemon"
     );
+    // ... on the very listener `start` bound and handed it as descriptor 3:
+    // a daemon that bound the path again would drop the connections queued
+    // on the first listener before it was up. One listening socket has the
+    // path (the kernel lists a socket's bound name even once unlinked).
+    let listening = std::fs::read_to_string("/proc/net/unix")
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // Num RefCount Protocol Flags(00010000: listening) Type St Inode Path
+            f.len() >= 8 && f[3] == "00010000" && f[7] == socket
+        })
+        .count();
+    assert_eq!(
+        listening, 1,
+        "sockets listening on {socket}: the daemon must serve the one `start` bound"
+    );
     client
         .shutdown(within(10), &ShutdownRequest::default())
         .await
