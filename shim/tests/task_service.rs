@@ -3,6 +3,8 @@
 //! script that keeps its state in files). Checks the calls, statuses, events,
 //! audit records and the shutdown rule without root, containerd or gVisor.
 
+mod app_bundle;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -112,31 +114,7 @@ impl Env {
 
     /// A bundle with a CRI app-container spec (a subcontainer: `runsc wait` reports its exit).
     fn bundle(&self, id: &str, extra_ns: bool, env: &[&str]) -> PathBuf {
-        let b = self.path().join(id);
-        std::fs::create_dir_all(&b).unwrap();
-        let mut ns = vec![
-            json!({"type": "pid"}),
-            json!({"type": "ipc"}),
-            json!({"type": "uts"}),
-            json!({"type": "mount"}),
-        ];
-        if extra_ns {
-            ns.push(json!({"type": "network", "path": "/var/run/netns/cni-1"}));
-        }
-        let spec = json!({
-            "ociVersion": "1.0.2",
-            "process": {"args": ["sleep", "60"], "cwd": "/", "env": env},
-            "root": {"path": "rootfs"},
-            "annotations": {
-                "io.kubernetes.cri.container-type": "container",
-                "io.kubernetes.cri.sandbox-id": "sb1",
-                "io.kubernetes.cri.container-name": "agent",
-                "io.kubernetes.cri.sandbox-name": "pod-a"
-            },
-            "linux": {"namespaces": ns}
-        });
-        std::fs::write(b.join("config.json"), serde_json::to_vec(&spec).unwrap()).unwrap();
-        b
+        app_bundle::write(self.path(), id, extra_ns, env)
     }
 
     fn create_req(&self, id: &str, bundle: &Path) -> CreateTaskRequest {

@@ -17,7 +17,7 @@ use containerd_shim_protos::shim_async::TaskClient;
 use containerd_shim_protos::ttrpc::context::Context;
 use containerd_shim_protos::ttrpc::r#async::{Client, Server};
 use containerd_shim_protos::ttrpc::{self, Code};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::stub::Stub;
 
@@ -116,31 +116,7 @@ impl Env {
     }
 
     pub fn bundle(&self, id: &str, net: bool, env: &[&str]) -> PathBuf {
-        let b = self.path().join(id);
-        std::fs::create_dir_all(&b).unwrap();
-        let mut ns = vec![
-            json!({"type": "pid"}),
-            json!({"type": "ipc"}),
-            json!({"type": "uts"}),
-            json!({"type": "mount"}),
-        ];
-        if net {
-            ns.push(json!({"type": "network", "path": "/var/run/netns/cni-1"}));
-        }
-        let spec = json!({
-            "ociVersion": "1.0.2",
-            "process": {"args": ["sleep", "60"], "cwd": "/", "env": env},
-            "root": {"path": "rootfs"},
-            "annotations": {
-                "io.kubernetes.cri.container-type": "container",
-                "io.kubernetes.cri.sandbox-id": "sb1",
-                "io.kubernetes.cri.container-name": "agent",
-                "io.kubernetes.cri.sandbox-name": "pod-a"
-            },
-            "linux": {"namespaces": ns}
-        });
-        std::fs::write(b.join("config.json"), serde_json::to_vec(&spec).unwrap()).unwrap();
-        b
+        crate::app_bundle::write(self.path(), id, net, env)
     }
 
     pub fn create_req(&self, id: &str, bundle: &Path) -> CreateTaskRequest {

@@ -5,6 +5,8 @@
 //! as-is (status codes included), what is audited, and what never reaches
 //! the delegate — without root, containerd or a sandbox.
 
+#[path = "../app_bundle/mod.rs"]
+mod app_bundle;
 mod env;
 mod stub;
 
